@@ -1,0 +1,79 @@
+"""Per-model pre/post-processing parameters.
+
+A spec travels as JSON (catalogue -> runtime repository -> Triton pipeline model), so it is a
+plain frozen dataclass with ``to_dict``/``from_dict`` rather than a pydantic model: this module
+is imported inside Triton's Python backend, where only numpy and OpenCV are guaranteed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from .keypoints import COCO_KEYPOINTS
+
+RGB_MEAN = (123.675, 116.28, 103.53)
+RGB_STD = (58.395, 57.12, 57.375)
+BGR_MEAN = RGB_MEAN[::-1]
+BGR_STD = RGB_STD[::-1]
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A person detector exported the MMDeploy way (NMS inside the graph: ``dets``, ``labels``).
+
+    ``input_size`` is (width, height). ``mean``/``std`` apply to the channel order the model
+    was trained with: BGR unless ``to_rgb``.
+    """
+
+    kind: Literal["detector"] = "detector"
+    input_size: tuple[int, int] = (320, 320)
+    pad_value: int = 114
+    mean: tuple[float, float, float] = BGR_MEAN
+    std: tuple[float, float, float] = BGR_STD
+    to_rgb: bool = False
+    score_thr: float = 0.05  # the SDK's post-processing floor; callers add their own threshold
+    person_label: int = 0
+    batchable: bool = False  # official end2end exports with in-graph NMS only run at batch 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class PoseSpec:
+    """A top-down SimCC pose model (RTMPose): crop in, ``simcc_x``/``simcc_y`` out."""
+
+    kind: Literal["pose"] = "pose"
+    input_size: tuple[int, int] = (192, 256)
+    mean: tuple[float, float, float] = RGB_MEAN
+    std: tuple[float, float, float] = RGB_STD
+    to_rgb: bool = True
+    bbox_padding: float = 1.25
+    simcc_split_ratio: float = 2.0
+    keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoseSpec:
+        return _from_dict(cls, data)
+
+
+def spec_from_dict(data: dict[str, Any]) -> DetectorSpec | PoseSpec:
+    return {"detector": DetectorSpec, "pose": PoseSpec}[data["kind"]].from_dict(data)
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    return cls(**kwargs)
