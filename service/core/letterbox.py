@@ -26,8 +26,10 @@ class Letterbox:
     height: int
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (H, W, 3 uint8) into a ``size`` = (width, height) canvas, top-left aligned."""
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], pad_value: int
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` (H, W, 3 uint8) into a (width, height) canvas, top-left aligned."""
     h, w = image.shape[:2]
     long_edge, short_edge = max(size), min(size)
     s = np.float32(min(long_edge / max(h, w), short_edge / min(h, w)))

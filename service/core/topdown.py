@@ -41,11 +41,15 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, in
     dst_c = np.array([dst_w * 0.5, dst_h * 0.5], np.float32)
     dst_dir = np.array([0.0, dst_w * -0.5], np.float32)
     src = np.stack([c, c + src_dir, _third_point(c, c + src_dir)]).astype(np.float32)
-    dst = np.stack([dst_c, dst_c + dst_dir, _third_point(dst_c, dst_c + dst_dir)]).astype(np.float32)
+    dst = np.stack([dst_c, dst_c + dst_dir, _third_point(dst_c, dst_c + dst_dir)]).astype(
+        np.float32
+    )
     return cv2.getAffineTransform(src, dst)
 
 
-def crop(image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+def crop(
+    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
     m = warp_matrix(center, scale, input_size)
     return cv2.warpAffine(image, m, input_size, flags=cv2.INTER_LINEAR)
 

@@ -1,0 +1,1 @@
+"""The HTTP gateway: decode the upload, call the Triton pipeline, format the JSON."""

@@ -1,0 +1,57 @@
+"""Which model and version serves a request, and what the service says about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.repository.records import ModelRecord, RecordCache
+from service.triton.client import ModelRef
+
+from .errors import UnknownModel
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    ref: ModelRef
+    task: str
+    meta: dict[str, Any]
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.meta.get("trained", True))
+
+    @property
+    def warning(self) -> str | None:
+        if self.trained:
+            return None
+        return (
+            f"{self.ref.name} v{self.ref.version} is an UNTRAINED export with seeded random "
+            "weights: its keypoints are meaningless. Pull official weights "
+            f"(rtmserve models pull {self.ref.name}) or register a trained model."
+        )
+
+
+class ModelIndex:
+    """Reads the runtime repository's records (cached by file mtime)."""
+
+    def __init__(self, repository: Path) -> None:
+        self.records = RecordCache(repository)
+
+    def record(self, name: str) -> ModelRecord:
+        try:
+            return self.records.get(name)
+        except KeyError:
+            known = ", ".join(self.records.names()) or "none"
+            raise UnknownModel(f"no model named {name!r} (available: {known})") from None
+
+    def serving(self, name: str, task: str) -> ServedModel:
+        record = self.record(name)
+        if record.task != task:
+            raise UnknownModel(f"{name!r} is a {record.task} model, not a {task} model")
+        v = record.serving_version
+        return ServedModel(ModelRef(name, v), task, record.versions.get(v, {}))
+
+    def all(self) -> list[ModelRecord]:
+        return [self.records.get(n) for n in self.records.names()]

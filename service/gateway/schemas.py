@@ -1,0 +1,93 @@
+"""Response models of the HTTP API (also what the OpenAPI docs show)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Keypoint(BaseModel):
+    name: str
+    x: float
+    y: float
+    score: float
+
+
+class Person(BaseModel):
+    bbox: list[float] = Field(description="[x1, y1, x2, y2] in image pixels")
+    score: float = Field(description="detector confidence")
+    keypoints: list[Keypoint]
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+
+
+class ModelUsed(BaseModel):
+    name: str
+    version: int
+    trained: bool = Field(description="false for an untrained (seeded random) export")
+    warning: str | None = None
+
+
+class ModelsUsed(BaseModel):
+    detector: ModelUsed
+    pose: ModelUsed
+
+
+class Timings(BaseModel):
+    decode_ms: float
+    inference_ms: float = Field(description="round trip to Triton")
+    total_ms: float
+    stages_ms: dict[str, float] = Field(
+        description="inside Triton: preprocess, detector, pose, postprocess"
+    )
+
+
+class PoseResponse(BaseModel):
+    image: ImageInfo
+    persons: list[Person]
+    models: ModelsUsed
+    timings: Timings
+    warnings: list[str] = Field(default_factory=list)
+
+
+class VersionInfo(BaseModel):
+    version: int
+    serving: bool
+    ready: bool
+    trained: bool
+    meta: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    serving_version: int
+    spec: dict[str, Any]
+    versions: list[VersionInfo]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    default_detector: str
+    default_pose_model: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Readiness(BaseModel):
+    ready: bool
+    triton: bool
+    models: dict[str, bool]
+    reason: str | None = None

@@ -1,0 +1,299 @@
+"""The models the service knows by name: where the official file is, how to check it, how to run it.
+
+Every entry points at OpenMMLab's own download (``download.openmmlab.com``) so that what we serve
+is traceable to the published model zoo. Checksums come from files actually seen
+(``/work/shared/models/SOURCES.md``) or, for checkpoints, from OpenMMLab's naming convention;
+where nothing is known the entry says so and a pull records the sha256 it observed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from service.core.keypoints import COCO_KEYPOINTS
+from service.core.specs import DetectorSpec, PoseSpec, spec_from_dict
+
+from .checksums import Checksums
+
+Task = Literal["detector", "pose", "one-stage"]
+ArtifactFormat = Literal["onnx", "zip", "pth"]
+
+_OMM = "https://download.openmmlab.com/mmpose/v1/projects"
+
+
+@dataclass(frozen=True)
+class OneStageSpec:
+    """RTMO: whole image in, ``dets`` [1,N,5] + ``keypoints`` [1,N,K,3] out (no detector stage).
+
+    Preprocessing is the detector's letterbox (keep ratio, pad 114) on raw BGR pixels.
+    ``input_size`` is (width, height), as in the other specs.
+    """
+
+    kind: Literal["one-stage"] = "one-stage"
+    input_size: tuple[int, int] = (640, 640)
+    pad_value: int = 114
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    to_rgb: bool = False
+    score_thr: float = 0.1
+    nms_thr: float = 0.65
+    keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OneStageSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in data.items() if k in known})
+
+
+ModelSpec = DetectorSpec | PoseSpec | OneStageSpec
+
+
+def model_spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    """Like ``service.core.specs.spec_from_dict`` but also knows the one-stage spec."""
+    if data.get("kind") == "one-stage":
+        return OneStageSpec.from_dict(data)
+    return spec_from_dict(data)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One official artifact: a bare ONNX, an MMDeploy SDK zip, or a training checkpoint."""
+
+    url: str
+    format: ArtifactFormat
+    # zip only: the ONNX member, a glob matched against the member path or any suffix of it
+    # after a "/" (so "end2end.onnx" matches "<folder>/end2end.onnx").
+    member: str | None = None
+    # checksums of the downloaded file itself (the .pth name prefix; unknown for the zips,
+    # whose 8-hex tag is the checkpoint's, not the zip's)
+    checksums: Checksums = field(default_factory=Checksums)
+
+    def __post_init__(self) -> None:
+        if (self.format == "zip") != (self.member is not None):
+            raise ValueError("a zip source needs a member pattern, other formats none")
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(urlparse(self.url).path).name
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.filename).stem
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    task: Task
+    spec: ModelSpec
+    source: Source
+    dataset: str
+    summary: str
+    # checksums of the ONNX file that ends up served (for zips: the extracted member)
+    onnx_checksums: Checksums = field(default_factory=Checksums)
+    ap: float | None = None  # published COCO val2017 AP, for information
+    ap_note: str = ""
+    params_m: float | None = None  # published parameter count (millions), for information
+    variant: str | None = None  # RTMPose size ("t", "s", "m", "l") to rebuild a .pth
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.spec.kind != self.task:
+            raise ValueError(f"{self.name}: task {self.task!r} but spec kind {self.spec.kind!r}")
+        if self.source.format == "pth" and self.variant is None:
+            raise ValueError(f"{self.name}: a .pth source needs the RTMPose variant to rebuild")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height), as in the specs."""
+        return self.spec.input_size
+
+    @property
+    def input_hw(self) -> str:
+        """The size the way OpenMMLab's tables write it (height x width)."""
+        w, h = self.spec.input_size
+        return f"{h}x{w}"
+
+    @property
+    def official_names(self) -> frozenset[str]:
+        """File names under which the official artifact (or its ONNX) is commonly stored:
+        the download's own name and, for SDK zips, ``<zip stem>.onnx`` (rtmlib's renaming)."""
+        names = {self.source.filename}
+        if self.source.format == "zip":
+            names.add(f"{self.source.stem}.onnx")
+        return frozenset(names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "spec": self.spec.to_dict(),
+            "url": self.source.url,
+            "format": self.source.format,
+            "member": self.source.member,
+            "download_checksums": self.source.checksums.to_dict(),
+            "onnx_checksums": self.onnx_checksums.to_dict(),
+            "dataset": self.dataset,
+            "summary": self.summary,
+            "ap": self.ap,
+            "ap_note": self.ap_note,
+            "params_m": self.params_m,
+            "variant": self.variant,
+        }
+
+
+class UnknownModel(KeyError):
+    """A name that is not in the catalogue; the message suggests close names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def _rtmpose_body7(
+    variant: str, tag: str, ap: float, params: float, blob: str | None
+) -> ModelEntry:
+    return ModelEntry(
+        name=f"rtmpose-{variant}",
+        task="pose",
+        spec=PoseSpec(),
+        source=Source(
+            url=f"{_OMM}/rtmposev1/onnx_sdk/"
+            f"rtmpose-{variant}_simcc-body7_pt-body7_420e-256x192-{tag}_20230504.zip",
+            format="zip",
+            member="end2end.onnx",
+        ),
+        onnx_checksums=Checksums(git_sha1=blob),
+        dataset="body7",
+        summary=f"RTMPose-{variant} top-down pose, COCO-17, trained on 7 body datasets",
+        ap=ap,
+        ap_note="COCO val2017, flip test, 56.4-AP detector boxes",
+        params_m=params,
+        variant=variant,
+    )
+
+
+def _rtmpose_aic_coco(variant: str, file_variant: str, tag: str, ap: float,
+                      params: float) -> ModelEntry:
+    return ModelEntry(
+        name=f"rtmpose-{variant}-aic-coco",
+        task="pose",
+        spec=PoseSpec(),
+        source=Source(
+            url=f"{_OMM}/rtmposev1/"
+            f"rtmpose-{file_variant}_simcc-aic-coco_pt-aic-coco_420e-256x192-{tag}_20230126.pth",
+            format="pth",
+            checksums=Checksums(sha256_prefix=tag),
+        ),
+        dataset="aic-coco",
+        summary=f"RTMPose-{variant} top-down pose, COCO-17, trained on AIC+COCO "
+        "(training checkpoint; converted to ONNX locally)",
+        ap=ap,
+        ap_note="COCO val2017, flip test, 56.4-AP detector boxes",
+        params_m=params,
+        variant=variant,
+    )
+
+
+def _rtmo(variant: str, recipe: str, tag: str, ap: float) -> ModelEntry:
+    return ModelEntry(
+        name=f"rtmo-{variant}",
+        task="one-stage",
+        spec=OneStageSpec(),
+        source=Source(
+            url=f"{_OMM}/rtmo/onnx_sdk/rtmo-{variant}_{recipe}_body7-640x640-{tag}_20231211.zip",
+            format="zip",
+            member="end2end.onnx",
+        ),
+        dataset="body7",
+        summary=f"RTMO-{variant} one-stage multi-person pose, COCO-17, trained on body7",
+        ap=ap,
+        ap_note="COCO val2017",
+    )
+
+
+def _build() -> dict[str, ModelEntry]:
+    entries = [
+        ModelEntry(
+            name="rtmdet-nano",
+            task="detector",
+            spec=DetectorSpec(),
+            source=Source(
+                url=f"{_OMM}/rtmpose/rtmpose-cpu.zip",
+                format="zip",
+                # the bundle unpacks to rtmpose-ort/{rtmdet-nano,rtmpose-m}/ (possibly under a
+                # rtmpose-cpu/ folder): the suffix match accepts both layouts
+                member="rtmpose-ort/rtmdet-nano/end2end.onnx",
+            ),
+            onnx_checksums=Checksums(
+                sha256="b8585adb6d1352796f6e86337e09c3459b830645a7e7192d9381670bea2facbd"
+            ),
+            dataset="coco-person",
+            summary="RTMDet-nano person detector (MMDeploy end2end, NMS in graph, batch 1)",
+            ap=None,
+            ap_note="the zoo's 40.3 AP is for the later 100e coco-obj365-person checkpoint; this "
+            "bundle holds rtmdet_nano_8xb32-300e_coco-person_in1kpretrain-96154d0b",
+            params_m=0.99,
+        ),
+        ModelEntry(
+            name="yolox-nano-humanart",
+            task="detector",
+            spec=DetectorSpec(
+                input_size=(416, 416), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), to_rgb=False
+            ),
+            source=Source(
+                url=f"{_OMM}/rtmposev1/onnx_sdk/yolox_nano_8xb8-300e_humanart-40f6f0d0.zip",
+                format="zip",
+                member="end2end.onnx",
+            ),
+            onnx_checksums=Checksums(
+                sha256="1450966de24902b18aada1a78913d7efd8fc8dcd51bd4d0d5591476bd4a38821"
+            ),
+            dataset="humanart+coco",
+            summary="YOLOX-nano person detector (rtmlib/DWPose default; static batch 1)",
+            ap=38.9,
+            ap_note="HumanArt, per the mmpose table quoted in SOURCES.md",
+            params_m=0.92,
+        ),
+        _rtmpose_body7("t", "026a1439", 65.9, 3.34, "7b0ba9f6c5129dc1bce2dbe48b0fea796970e642"),
+        _rtmpose_body7("s", "acd4a1ef", 69.7, 5.47, "484074be46b708d90c06c1b58cc418f6269cc88b"),
+        _rtmpose_body7("m", "e48f03d0", 74.9, 13.59, "99800164738d90c78002ba3c5939377856f12626"),
+        _rtmpose_body7("l", "4dba18fc", 76.7, 27.66, None),
+        _rtmpose_aic_coco("t", "tiny", "cfc8f33d", 68.5, 3.34),
+        _rtmpose_aic_coco("s", "s", "fcb2599b", 72.2, 5.47),
+        _rtmpose_aic_coco("m", "m", "63eb25f7", 75.8, 13.59),
+        _rtmpose_aic_coco("l", "l", "f016ffe0", 76.5, 27.66),
+        _rtmo("s", "8xb32-600e", "dac2bf74", 68.6),
+        _rtmo("m", "16xb16-600e", "39e78cc4", 72.6),
+        _rtmo("l", "16xb16-600e", "b37118ce", 74.8),
+    ]
+    return {e.name: e for e in entries}
+
+
+CATALOGUE: dict[str, ModelEntry] = _build()
+
+
+def list_entries() -> list[ModelEntry]:
+    return list(CATALOGUE.values())
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, CATALOGUE, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModel(
+            f"unknown model {name!r}.{hint} Known: {', '.join(CATALOGUE)}"
+        ) from None

@@ -1,0 +1,117 @@
+"""Make the runtime model repository hold the models ``serve`` needs.
+
+For each default model: keep what the repository has, add a newly pulled official file as the
+next version, and, for the pose model only, fall back to an untrained seeded export when no
+weights can be had offline (labelled as such everywhere it is served).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.models import ModelUnavailable, PulledModel, get_entry, pull
+from service.models.checksums import sha256_file
+from service.models.convert import SEEDED_SEED, ConversionUnavailable, export_seeded
+from service.repository.install import ensure_pipeline, install_model, refresh
+from service.repository.records import RECORD_FILE, read_record
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    repository: Path
+    installed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _known_sha256(repository: Path, name: str) -> set[str]:
+    path = repository / name / RECORD_FILE
+    if not path.exists():
+        return set()
+    return {m.get("sha256", "") for m in read_record(path.parent).versions.values()}
+
+
+def _serving_is_untrained(repository: Path, name: str) -> bool:
+    record = read_record(repository / name)
+    return not record.versions[record.serving_version].get("trained", True)
+
+
+def _install_pulled(settings: Settings, name: str, pulled: PulledModel) -> int:
+    meta = {
+        "trained": True,
+        "source": pulled.entry.source.url,
+        "origin": pulled.origin,
+        "sha256": pulled.sha256,
+        "catalogue": pulled.entry.name,
+    }
+    return install_model(
+        settings.repository_dir, name, pulled.spec, pulled.path, meta, settings.serving_options
+    )
+
+
+def _install_seeded(settings: Settings, name: str) -> int:
+    entry = get_entry(name)
+    variant = entry.variant
+    if entry.task != "pose" or not variant:
+        raise ModelUnavailable(f"no untrained fallback exists for {name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.onnx"
+        export_seeded(variant, out, entry.spec.input_size)
+        meta = {
+            "trained": False,
+            "source": f"seeded random weights (training.models.rtmpose, variant {variant}, "
+            f"seed {SEEDED_SEED}): NOT a trained model",
+            "sha256": sha256_file(out),
+        }
+        return install_model(
+            settings.repository_dir, name, entry.spec, out, meta, settings.serving_options
+        )
+
+
+def ensure_model(settings: Settings, name: str, task: str, report: Prepared) -> None:
+    repo = settings.repository_dir
+    present = (repo / name / RECORD_FILE).exists()
+    if present and not _serving_is_untrained(repo, name):
+        return
+    try:
+        pulled = pull(
+            name,
+            settings.models_dir,
+            mirror=settings.model_mirror,
+            allow_download=not settings.offline,
+            progress=True,
+        )
+    except ModelUnavailable as exc:
+        if task != "pose":
+            raise
+        if not present:
+            log.warning("%s", exc)
+            try:
+                version = _install_seeded(settings, name)
+            except ConversionUnavailable as conv:
+                raise ModelUnavailable(f"{exc}\n\nNo untrained fallback either: {conv}") from exc
+            report.installed.append(f"{name} v{version} (UNTRAINED seeded export)")
+        report.warnings.append(
+            f"{name} serves an UNTRAINED seeded export (random keypoints): its official "
+            f"weights could not be obtained; `rtmserve models pull {name}` says how to supply them"
+        )
+        return
+    if pulled.sha256 not in _known_sha256(repo, name):
+        version = _install_pulled(settings, name, pulled)
+        report.installed.append(f"{name} v{version} from {pulled.origin}")
+
+
+def prepare_repository(settings: Settings) -> Prepared:
+    repo = settings.repository_dir
+    repo.mkdir(parents=True, exist_ok=True)
+    report = Prepared(repo)
+    refresh(repo, settings.serving_options)
+    ensure_pipeline(repo, settings.serving_options)
+    ensure_model(settings, settings.detector, "detector", report)
+    ensure_model(settings, settings.pose_model, "pose", report)
+    return report

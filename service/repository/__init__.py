@@ -1,0 +1,1 @@
+"""The runtime Triton model repository: numbered versions, their metadata and configs."""

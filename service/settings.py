@@ -1,0 +1,71 @@
+"""Service settings: every field can be set as an ``RTMSERVE_<NAME>`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.repository.configs import ServingOptions
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "rtmserve"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTMSERVE_", protected_namespaces=())
+
+    home: Path = Field(default_factory=_default_home, description="cache, runtime repository, logs")
+    model_mirror: str | None = Field(
+        default=None, description="local folder(s) holding model files, searched before the URL"
+    )
+    offline: bool = Field(default=False, description="never download; use the cache and mirror")
+
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    grpc_port: int = 50051
+
+    triton_url: str | None = Field(
+        default=None, description="host:grpc_port of an external Triton; default starts one"
+    )
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    repository: Path | None = Field(
+        default=None, description="runtime model repository (default: <home>/repository)"
+    )
+
+    detector: str = "rtmdet-nano"
+    pose_model: str = "rtmpose-m"
+    score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_persons: int = Field(default=100, ge=1)
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    inference_timeout_s: float = 30.0
+
+    pipeline_instances: int = 4
+    pose_instances: int = 1
+    detector_instances: int = 1
+    intra_op_threads: int = 0
+    pose_queue_delay_us: int = 2000
+
+    @property
+    def repository_dir(self) -> Path:
+        return self.repository or self.home / "repository"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def serving_options(self) -> ServingOptions:
+        return ServingOptions(
+            pipeline_instances=self.pipeline_instances,
+            detector_instances=self.detector_instances,
+            pose_instances=self.pose_instances,
+            intra_op_threads=self.intra_op_threads,
+            pose_queue_delay_us=self.pose_queue_delay_us,
+        )

@@ -1,0 +1,1 @@
+"""Talking to Triton: the embedded tritonserver process and the inference client."""

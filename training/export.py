@@ -1,0 +1,242 @@
+"""Export RTMPose to an mmdeploy-compatible ONNX file (``end2end.onnx``).
+
+Contract (what mmdeploy's SDK and our Triton model expect): input ``input`` float32
+``(N,3,H,W)``, outputs ``simcc_x (N,K,2W)`` and ``simcc_y (N,K,2H)``, only the batch axis
+dynamic. The file must also open in the onnxruntime 1.15.1 bundled in ``mmdeploy_runtime``,
+hence opset <= 17 and IR version <= 8.
+
+Exporter choice: torch 2.13 defaults to the torch.export ("dynamo") exporter, which needs
+the extra ``onnxscript`` package and targets opset >= 18. The legacy TorchScript exporter
+(``dynamo=False``) is still shipped (it only emits a DeprecationWarning), folds BatchNorm
+into the convolutions and yields a ~260-node graph at opset 17 / IR 8, so it is used here.
+
+CLI::
+
+    python -m training.export --variant m --seed 0 --output rtmpose-m.onnx
+    python -m training.export --checkpoint rtmpose-m.pth --output end2end.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from training.models.rtmpose import (
+    DEFAULT_INPUT_SIZE,
+    VARIANTS,
+    build_rtmpose,
+    infer_build_args,
+    load_official_state_dict,
+    seeded_rtmpose,
+)
+
+DEFAULT_OPSET = 17
+MAX_OPSET = 17  # newest opset the onnxruntime 1.15.1 inside mmdeploy_runtime is used with here
+MAX_IR_VERSION = 8  # onnx 1.13-1.14 era; ORT 1.15 reads IR <= 9, 8 leaves margin
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("simcc_x", "simcc_y")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written and how closely onnxruntime reproduces PyTorch."""
+
+    path: str
+    exporter: str
+    opset: int
+    ir_version: int
+    num_nodes: int
+    size_bytes: int
+    input_shape: tuple[str | int, ...]
+    output_shapes: dict[str, tuple[str | int, ...]]
+    parity_batch: int
+    max_abs_diff: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> tuple[str | int, ...]:
+    return tuple(d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim)
+
+
+def _set_static_output_dims(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Replace the exporter's made-up symbolic dims (e.g. ``MatMulsimcc_x_dim_1``) on K and
+    the SimCC bins with their real sizes, keeping only the batch axis symbolic."""
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for i, size in enumerate(shapes[out.name][1:], start=1):
+            dims[i].Clear()
+            dims[i].dim_value = size
+
+
+def _ort_run(model_bytes: bytes, x: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return sess.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    input_size: tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    parity_batch: int = 2,
+    metadata: dict[str, str] | None = None,
+) -> ExportReport:
+    """Export ``model`` (eval mode) to ``path`` and check it against PyTorch with ORT.
+
+    ``input_size`` is ``(w, h)``; by default the model's own ``input_size`` attribute.
+    ``metadata`` is stored as ONNX ``metadata_props`` (provenance: variant, seed, ckpt).
+    """
+    if not 7 <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be in 7..{MAX_OPSET} for mmdeploy's ORT 1.15, got {opset}")
+    w, h = input_size or getattr(model, "input_size", DEFAULT_INPUT_SIZE)
+    model = model.eval()
+    gen = torch.Generator().manual_seed(0)
+    dummy = torch.randn(1, 3, h, w, generator=gen)
+
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # "You are using the legacy TorchScript-based ONNX export": a deliberate choice.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buf,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            opset_version=opset,
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            do_constant_folding=True,
+            export_params=True,
+            keep_initializers_as_inputs=False,
+            dynamo=False,
+        )
+        ref_one = model(dummy)
+
+    proto = onnx.load_from_string(buf.getvalue())
+    _set_static_output_dims(
+        proto, {n: tuple(t.shape) for n, t in zip(OUTPUT_NAMES, ref_one, strict=True)}
+    )
+    proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
+    proto.producer_name = "rtmserve.training.export"
+    for key, value in (metadata or {}).items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, str(value)
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+
+    x = torch.randn(parity_batch, 3, h, w, generator=gen)
+    with torch.no_grad():
+        expected = [t.numpy() for t in model(x)]
+    got = _ort_run(data, x.numpy())
+    max_diff = max(float(np.abs(e - g).max()) for e, g in zip(expected, got, strict=True))
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return ExportReport(
+        path=str(path),
+        exporter="torchscript (torch.onnx.export dynamo=False)",
+        opset=opset,
+        ir_version=proto.ir_version,
+        num_nodes=len(proto.graph.node),
+        size_bytes=len(data),
+        input_shape=_dims(proto.graph.input[0]),
+        output_shapes={o.name: _dims(o) for o in proto.graph.output},
+        parity_batch=parity_batch,
+        max_abs_diff=max_diff,
+    )
+
+
+def load_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """Load a ``.pth`` safely (``weights_only``); ``trust`` allows full unpickling.
+
+    mmpose training checkpoints can carry non-tensor ``meta`` objects that the safe loader
+    refuses; only unpickle those for files from a trusted source.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not trust:
+            raise SystemExit(
+                f"{path}: cannot be loaded with weights_only=True ({exc}); pass "
+                "--trust-checkpoint to unpickle it fully if you trust its source"
+            ) from exc
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export", description="Export RTMPose to mmdeploy-style ONNX."
+    )
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="required without --checkpoint")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seed", type=int, help="deterministic random weights (for tests/benchmarks)")
+    src.add_argument("--checkpoint", type=Path, help="official mmpose .pth checkpoint")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of the checkpoint (trusted files only)",
+    )
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        default=None,
+        help="default 192 256 (or the checkpoint's)",
+    )
+    parser.add_argument("--num-keypoints", type=int, default=None, help="default 17")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    args = parser.parse_args(argv)
+
+    meta: dict[str, str] = {}
+    if args.checkpoint is not None:
+        ckpt = load_checkpoint(args.checkpoint, args.trust_checkpoint)
+        inferred = infer_build_args(ckpt)
+        variant = args.variant or inferred["variant"]
+        input_size = tuple(args.input_size) if args.input_size else inferred["input_size"]
+        k = args.num_keypoints or inferred["num_keypoints"]
+        model = build_rtmpose(variant, input_size, k)
+        load_official_state_dict(model, ckpt)
+        meta["checkpoint"] = args.checkpoint.name
+    else:
+        if args.variant is None:
+            parser.error("--variant is required with --seed")
+        variant = args.variant
+        input_size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
+        k = args.num_keypoints or 17
+        model = seeded_rtmpose(variant, args.seed, input_size, k)
+        meta["seed"] = str(args.seed)
+    meta.update(
+        variant=f"rtmpose-{variant}",
+        input_size=f"{input_size[0]}x{input_size[1]}",
+        num_keypoints=str(k),
+        simcc_split_ratio="2.0",
+    )
+    report = export_onnx(model, args.output, input_size, args.opset, metadata=meta)
+    json.dump(report.as_dict(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
