@@ -11,7 +11,7 @@ from service.core.letterbox import Letterbox, detector_input, detector_output, l
 from service.core.normalize import to_input_tensor
 from service.core.simcc import decode, simcc_maximum
 from service.core.specs import DetectorSpec, PoseSpec, spec_from_dict
-from service.core.topdown import box_to_center_scale, crop, warp_matrix
+from service.core.topdown import affine_crop, box_to_center_scale, sdk_crop, warp_matrix
 
 from .conftest import COCO_VAL, MODELS_MIRROR
 
@@ -61,10 +61,10 @@ def test_warp_maps_the_scaled_box_onto_the_model_input():
     )
 
 
-def test_crop_fills_outside_pixels_with_zero():
+def test_affine_crop_fills_outside_pixels_with_zero():
     image = np.full((50, 50, 3), 200, np.uint8)
     center, scale = np.array([25.0, 25.0], np.float32), np.array([150.0, 200.0], np.float32)
-    out = crop(image, center, scale, (192, 256))
+    out = affine_crop(image, center, scale, (192, 256))
     assert out.shape == (256, 192, 3)
     assert out[0, 0].tolist() == [0, 0, 0] and out[128, 96].tolist() == [200, 200, 200]
 
@@ -113,3 +113,50 @@ def test_detector_pipeline_equals_the_mmdeploy_sdk():
         # onnxruntime 1.31 here vs the SDK's bundled 1.15: float noise of a few hundredths px
         np.testing.assert_allclose(ours[:, :4], theirs[:, :4], atol=0.05, err_msg=path.name)
         np.testing.assert_allclose(ours[:, 4], theirs[:, 4], atol=1e-4, err_msg=path.name)
+
+
+def test_sdk_crop_keeps_the_geometry_decoding_relies_on():
+    """A pixel of the image lands where the corrected center/scale say it does."""
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[120:124, 200:204] = 255  # a 4x4 white square centred at (202, 122) (pixel centres)
+    center, scale = box_to_center_scale(np.array([[150, 40, 260, 250]]), (192, 256))
+    out, c, s = sdk_crop(image, center[0], scale[0], (192, 256))
+    ys, xs = np.nonzero(out[..., 0] > 0)
+    weights = out[ys, xs, 0].astype(np.float64)
+    centroid = np.array([np.average(xs, weights=weights), np.average(ys, weights=weights)])
+    back = centroid * s / np.array([192, 256]) + c - s * 0.5  # SimCC decode's mapping
+    np.testing.assert_allclose(back, [202.0, 122.0], atol=0.6)
+
+
+def test_sdk_crop_matches_mmdeploy_center_and_scale_for_any_box():
+    sdk = pytest.importorskip("mmdeploy_runtime")
+    transforms = [
+        {"type": "LoadImageFromFile"},
+        {"type": "TopDownGetBboxCenterScale", "padding": 1.25, "image_size": [192, 256]},
+        {"type": "TopDownAffine", "image_size": [192, 256]},
+        {"type": "Collect", "keys": ["img"], "meta_keys": ["center", "scale"]},
+    ]
+    task = {
+        "type": "Task",
+        "module": "Transform",
+        "name": "Preprocess",
+        "input": ["img"],
+        "output": ["prep"],
+        "transforms": transforms,
+    }
+    config = {"type": "Pipeline", "input": ["img"], "output": ["prep"], "tasks": [task]}
+    pipeline = sdk.Pipeline(config, sdk.Context(sdk.Device("cpu")))
+    image = cv2.imread(str(COCO_VAL / "images" / "000000196141.jpg"))
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # boxes inside, across and outside the image edges
+        x1, y1, w, h = rng.uniform(-100, 600), rng.uniform(-100, 400), *rng.uniform(5, 400, 2)
+        box = np.array([x1, y1, x1 + w, y1 + h], np.float32)
+        xywh = [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1]), 1.0]
+        meta = pipeline({"ori_img": image, "bbox": xywh, "rotation": 0.0})[0]["img_metas"]
+        center, scale = box_to_center_scale(box[None], (192, 256))
+        _, c, s = sdk_crop(image, center[0], scale[0], (192, 256))
+        if np.isnan(meta["center"]).any():  # box wholly outside: the SDK divides 0 by 0
+            assert np.array_equal(c, center[0]) and np.array_equal(s, scale[0])
+            continue
+        np.testing.assert_allclose(c, meta["center"], atol=1e-3)
+        np.testing.assert_allclose(s, np.float32(meta["scale"]) * 200, atol=1e-3)

@@ -50,10 +50,19 @@ def pose_onnx(tmp_path: Path) -> Path:
 
 def test_catalogue_names() -> None:
     assert set(CATALOGUE) == {
-        "rtmdet-nano", "yolox-nano-humanart",
-        "rtmpose-t", "rtmpose-s", "rtmpose-m", "rtmpose-l",
-        "rtmpose-t-aic-coco", "rtmpose-s-aic-coco", "rtmpose-m-aic-coco", "rtmpose-l-aic-coco",
-        "rtmo-s", "rtmo-m", "rtmo-l",
+        "rtmdet-nano",
+        "yolox-nano-humanart",
+        "rtmpose-t",
+        "rtmpose-s",
+        "rtmpose-m",
+        "rtmpose-l",
+        "rtmpose-t-aic-coco",
+        "rtmpose-s-aic-coco",
+        "rtmpose-m-aic-coco",
+        "rtmpose-l-aic-coco",
+        "rtmo-s",
+        "rtmo-m",
+        "rtmo-l",
     }
 
 
@@ -86,15 +95,19 @@ def test_entries_point_at_openmmlab_and_are_consistent() -> None:
 
 def test_body7_pose_git_blob_ids() -> None:
     assert get_entry("rtmpose-t").onnx_checksums.git_sha1 == (
-        "7b0ba9f6c5129dc1bce2dbe48b0fea796970e642")
+        "7b0ba9f6c5129dc1bce2dbe48b0fea796970e642"
+    )
     assert get_entry("rtmpose-s").onnx_checksums.git_sha1 == (
-        "484074be46b708d90c06c1b58cc418f6269cc88b")
+        "484074be46b708d90c06c1b58cc418f6269cc88b"
+    )
     assert get_entry("rtmpose-m").onnx_checksums.git_sha1 == (
-        "99800164738d90c78002ba3c5939377856f12626")
+        "99800164738d90c78002ba3c5939377856f12626"
+    )
     assert not get_entry("rtmpose-l").onnx_checksums.known
     for v, tag in zip("tsml", ("026a1439", "acd4a1ef", "e48f03d0", "4dba18fc"), strict=True):
         assert get_entry(f"rtmpose-{v}").source.filename == (
-            f"rtmpose-{v}_simcc-body7_pt-body7_420e-256x192-{tag}_20230504.zip")
+            f"rtmpose-{v}_simcc-body7_pt-body7_420e-256x192-{tag}_20230504.zip"
+        )
 
 
 def test_checkpoints_are_checked_by_the_hash_in_their_name() -> None:
@@ -105,7 +118,8 @@ def test_checkpoints_are_checked_by_the_hash_in_their_name() -> None:
         assert e.source.checksums.sha256_prefix == tag
     assert get_entry("rtmpose-t-aic-coco").source.filename.startswith("rtmpose-tiny_")
     assert get_entry("rtmpose-m-aic-coco").source.filename == (
-        "rtmpose-m_simcc-aic-coco_pt-aic-coco_420e-256x192-63eb25f7_20230126.pth")
+        "rtmpose-m_simcc-aic-coco_pt-aic-coco_420e-256x192-63eb25f7_20230126.pth"
+    )
 
 
 def test_unknown_name_suggests_close_ones() -> None:
@@ -127,8 +141,9 @@ def test_git_blob_sha1_matches_git_hash_object(tmp_path: Path) -> None:
         pytest.skip("git not installed")
     f = tmp_path / "blob.bin"
     f.write_bytes(b"hello\x00world\n" * 1000)
-    expected = subprocess.run(["git", "hash-object", str(f)], check=True, capture_output=True,
-                              text=True).stdout.strip()
+    expected = subprocess.run(
+        ["git", "hash-object", str(f)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert git_blob_sha1(f) == expected
     d = file_digests(f)
     assert d.sha256 == hashlib.sha256(f.read_bytes()).hexdigest() and d.size == 12000
@@ -263,8 +278,21 @@ def test_cli_list_shows_catalogue_and_cache(
         line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
         assert e.task in line and e.input_hw in line and e.source.url in line
         assert line.split()[6] == "no"
-    assert cli_main(["models", "import", "my-pose", str(pose_onnx), "--like", "rtmpose-m",
-                     "--home", str(tmp_path)]) == 0
+    assert (
+        cli_main(
+            [
+                "models",
+                "import",
+                "my-pose",
+                str(pose_onnx),
+                "--like",
+                "rtmpose-m",
+                "--home",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert cli_main(["models", "--home", str(tmp_path), "list"]) == 0
     out = capsys.readouterr().out
@@ -274,8 +302,18 @@ def test_cli_list_shows_catalogue_and_cache(
 def test_cli_import_error_exit_code(
     tmp_path: Path, pose_onnx: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = cli_main(["models", "--home", str(tmp_path), "import", "my-det", str(pose_onnx),
-                   "--like", "rtmdet-nano"])
+    rc = cli_main(
+        [
+            "models",
+            "--home",
+            str(tmp_path),
+            "import",
+            "my-det",
+            str(pose_onnx),
+            "--like",
+            "rtmdet-nano",
+        ]
+    )
     assert rc == 1
     assert "does not fit a detector model" in capsys.readouterr().err
 

@@ -84,8 +84,10 @@ def test_pull_rtmdet_from_staged_mirror_is_verified_and_idempotent(tmp_path: Pat
     assert record["url"].endswith("/rtmpose-cpu.zip") and record["sha256"] == RTMDET_SHA256
     assert record["origin"] == f"mirror:{RTMDET}" and record["verified"] and record["pulled_at"]
     assert record["expected"]["onnx"]["sha256"] == RTMDET_SHA256
-    assert _all_files(dest) == [dest / "rtmdet-nano" / "model.onnx",
-                                dest / "rtmdet-nano" / "source.json"]
+    assert _all_files(dest) == [
+        dest / "rtmdet-nano" / "model.onnx",
+        dest / "rtmdet-nano" / "source.json",
+    ]
     assert m.path.stat().st_mode & 0o777 == 0o644  # readable by a Triton running as another user
 
     mtime = m.path.stat().st_mtime_ns
@@ -124,8 +126,7 @@ def test_pull_from_official_bundle_zip(tmp_path: Path) -> None:
         zf.write(pose, "rtmpose-cpu/rtmpose-ort/rtmpose-m/end2end.onnx")
         zf.write(RTMDET, "rtmpose-cpu/rtmpose-ort/rtmdet-nano/end2end.onnx")
         zf.writestr("rtmpose-cpu/rtmpose-ort/rtmdet-nano/pipeline.json", "{}")
-    m = pull("rtmdet-nano", tmp_path / "models", mirror=tmp_path / "mirror",
-             allow_download=False)
+    m = pull("rtmdet-nano", tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False)
     assert m.sha256 == RTMDET_SHA256 and m.verified and m.origin == f"mirror:{bundle}"
     record = json.loads(m.source_json.read_text())
     assert record["member"] == "rtmpose-cpu/rtmpose-ort/rtmdet-nano/end2end.onnx"
@@ -137,8 +138,7 @@ def test_pull_from_unpacked_bundle(tmp_path: Path) -> None:
     target = tmp_path / "mirror" / "rtmpose-cpu" / "rtmpose-ort" / "rtmdet-nano" / "end2end.onnx"
     target.parent.mkdir(parents=True)
     target.write_bytes(RTMDET.read_bytes())
-    m = pull("rtmdet-nano", tmp_path / "models", mirror=tmp_path / "mirror",
-             allow_download=False)
+    m = pull("rtmdet-nano", tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False)
     assert m.origin == f"mirror:{target}" and m.verified
 
 
@@ -184,8 +184,12 @@ def test_wrong_checksum_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     wrong = "0" * 64
     dest = tmp_path / "models"
     with pytest.raises(ChecksumMismatch) as err:
-        pull(_entry(checksums=Checksums(sha256=wrong)), dest, mirror=tmp_path / "mirror",
-             allow_download=False)
+        pull(
+            _entry(checksums=Checksums(sha256=wrong)),
+            dest,
+            mirror=tmp_path / "mirror",
+            allow_download=False,
+        )
     msg = str(err.value)
     assert wrong in msg and file_digests(pose).sha256 in msg
     assert not dest.exists()
@@ -197,8 +201,12 @@ def test_wrong_checksum_inside_zip_leaves_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "models"
     dest.mkdir()
     with pytest.raises(ChecksumMismatch, match="f" * 40):
-        pull(_entry(checksums=Checksums(git_sha1="f" * 40)), dest, mirror=tmp_path / "mirror",
-             allow_download=False)
+        pull(
+            _entry(checksums=Checksums(git_sha1="f" * 40)),
+            dest,
+            mirror=tmp_path / "mirror",
+            allow_download=False,
+        )
     assert _all_files(dest) == [] and list(dest.iterdir()) == []
 
 
@@ -209,10 +217,17 @@ def test_checkpoint_with_wrong_name_hash_is_refused_before_conversion(tmp_path: 
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror" / name).write_bytes(b"not really a checkpoint")
     entry = ModelEntry(
-        name="pth-model", task="pose", spec=PoseSpec(),
-        source=Source(url=f"https://download.example.invalid/{name}", format="pth",
-                      checksums=Checksums(sha256_prefix="12345678")),
-        dataset="test", summary="", variant="m",
+        name="pth-model",
+        task="pose",
+        spec=PoseSpec(),
+        source=Source(
+            url=f"https://download.example.invalid/{name}",
+            format="pth",
+            checksums=Checksums(sha256_prefix="12345678"),
+        ),
+        dataset="test",
+        summary="",
+        variant="m",
     )
     with pytest.raises(ChecksumMismatch, match="12345678"):
         pull(entry, tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False)
@@ -233,16 +248,25 @@ def test_checkpoint_is_converted_with_the_training_package(tmp_path: Path) -> No
     (tmp_path / "mirror").mkdir()
     ckpt.rename(tmp_path / "mirror" / name)
     entry = ModelEntry(
-        name="pth-t", task="pose", spec=PoseSpec(),
-        source=Source(url=f"https://download.example.invalid/{name}", format="pth",
-                      checksums=Checksums(sha256_prefix=tag)),
-        dataset="test", summary="", variant="t",
+        name="pth-t",
+        task="pose",
+        spec=PoseSpec(),
+        source=Source(
+            url=f"https://download.example.invalid/{name}",
+            format="pth",
+            checksums=Checksums(sha256_prefix=tag),
+        ),
+        dataset="test",
+        summary="",
+        variant="t",
     )
     m = pull(entry, tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False)
     record = json.loads(m.source_json.read_text())
     assert record["converted_from_checkpoint"] and m.verified
-    assert record["signature"]["outputs"] == ["simcc_x [batch, 17, 384] tensor(float)",
-                                              "simcc_y [batch, 17, 512] tensor(float)"]
+    assert record["signature"]["outputs"] == [
+        "simcc_x [batch, 17, 384] tensor(float)",
+        "simcc_y [batch, 17, 512] tensor(float)",
+    ]
     assert pull(entry, tmp_path / "models", allow_download=False).from_cache
 
 
@@ -253,8 +277,10 @@ def test_offline_without_mirror_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as err:
         pull("rtmpose-m", tmp_path, allow_download=False)
     msg = str(err.value)
-    entry_url = ("https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
-                 "rtmpose-m_simcc-body7_pt-body7_420e-256x192-e48f03d0_20230504.zip")
+    entry_url = (
+        "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+        "rtmpose-m_simcc-body7_pt-body7_420e-256x192-e48f03d0_20230504.zip"
+    )
     assert entry_url in msg
     assert "99800164738d90c78002ba3c5939377856f12626" in msg
     assert f"{ENV_MIRROR}=DIR" in msg and "rtmserve models import rtmpose-m FILE" in msg
@@ -311,8 +337,10 @@ def test_download_streams_verifies_and_renames(
     m = pull(entry, dest)
     assert m.verified and m.origin == entry.source.url
     assert "downloading tiny-pose" in capsys.readouterr().err
-    assert _all_files(dest) == [dest / "tiny-pose" / "model.onnx",
-                                dest / "tiny-pose" / "source.json"]
+    assert _all_files(dest) == [
+        dest / "tiny-pose" / "model.onnx",
+        dest / "tiny-pose" / "source.json",
+    ]
     assert pull(entry, dest).from_cache
 
 
@@ -335,6 +363,9 @@ def test_downloaded_file_with_wrong_checksum_leaves_nothing(
     _sdk_zip(root / f"{STEM}.zip", pose)
     dest = tmp_path / "models"
     with pytest.raises(ChecksumMismatch):
-        pull(_entry(url=f"{base}/{STEM}.zip", checksums=Checksums(sha256="1" * 64)), dest,
-             progress=False)
+        pull(
+            _entry(url=f"{base}/{STEM}.zip", checksums=Checksums(sha256="1" * 64)),
+            dest,
+            progress=False,
+        )
     assert not dest.exists()

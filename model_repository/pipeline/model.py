@@ -41,7 +41,7 @@ class TritonPythonModel:
         if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise PipelineError("IMAGE must be a non-empty HxWx3 uint8 BGR array")
         det_name, det_version = _model_ref(request, "DETECTOR")
-        pose_name, pose_version = _model_ref(request, "POSE_MODEL")
+        pose_name, pose_version = _model_ref(request, "POSE_MODEL", required=False)
         threshold = _scalar(request, "SCORE_THRESHOLD", 0.0)
         max_persons = int(_scalar(request, "MAX_PERSONS", 0))
         given = _input(request, "BOXES")
@@ -63,9 +63,9 @@ class TritonPythonModel:
         if max_persons > 0:
             boxes = boxes[:max_persons]
 
-        pose_spec = self._spec(pose_name, "pose")
-        keypoints = np.zeros((0, pose_spec.num_keypoints, 3), np.float32)
-        if len(boxes):
+        keypoints = np.zeros((len(boxes), 0, 3), np.float32)
+        if pose_name is not None and len(boxes):
+            pose_spec = self._spec(pose_name, "pose")
             crops, centers, scales = pose_input(image, boxes, pose_spec)
             t1 = time.perf_counter()
             simcc_x, simcc_y = self._infer_batched(pose_name, pose_version, crops)
@@ -124,10 +124,12 @@ def _scalar(request, name, default):
     return default if value is None or value.size == 0 else value.reshape(-1)[0].item()
 
 
-def _model_ref(request, name):
+def _model_ref(request, name, required=True):
     model = _input(request, name)
     version = _input(request, f"{name.removesuffix('_MODEL')}_VERSION")
     if model is None or model.size == 0:
+        if not required:
+            return None, -1
         raise PipelineError(f"{name} is required")
     label = model.reshape(-1)[0]
     label = label.decode() if isinstance(label, bytes) else str(label)

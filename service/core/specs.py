@@ -54,6 +54,8 @@ class PoseSpec:
     std: tuple[float, float, float] = RGB_STD
     to_rgb: bool = True
     bbox_padding: float = 1.25
+    # "sdk": MMDeploy SDK crop-resize-pad (default); "affine": mmpose/rtmlib warpAffine
+    crop: Literal["sdk", "affine"] = "sdk"
     simcc_split_ratio: float = 2.0
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
 

@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service import __version__
-from service.core.specs import PoseSpec
 from service.repository.configs import PIPELINE_MODEL
 from service.settings import Settings
 from service.triton.client import InferenceFailed, PipelineClient, TritonUnavailable
@@ -85,15 +84,17 @@ async def pose(
     ),
     pose_model: str | None = Query(None, description="pose model name (see /v1/models)"),
     detector: str | None = Query(None, description="detector model name (see /v1/models)"),
+    keypoints: bool = Query(
+        True, description="false: person boxes only (the pose model is skipped)"
+    ),
     settings: Settings = Depends(get_settings),
     client: PipelineClient = Depends(get_client),
     index: ModelIndex = Depends(get_index),
 ) -> PoseResponse:
     t0 = time.perf_counter()
     det = index.serving(detector or settings.detector, "detector")
-    pose_served = index.serving(pose_model or settings.pose_model, "pose")
-    spec = index.record(pose_served.ref.name).parsed_spec
-    assert isinstance(spec, PoseSpec)
+    pose_served = index.serving(pose_model or settings.pose_model, "pose") if keypoints else None
+    names = index.keypoint_names(pose_served)
     data = await read_image_bytes(request, settings.max_upload_bytes)
     image, fmt = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
     t1 = time.perf_counter()
@@ -101,7 +102,7 @@ async def pose(
         result = await client.infer(
             image,
             det.ref,
-            pose_served.ref,
+            pose_served.ref if pose_served else None,
             settings.score_threshold if score_threshold is None else score_threshold,
             max_persons or settings.max_persons,
         )
@@ -116,7 +117,7 @@ async def pose(
         result,
         det,
         pose_served,
-        spec.keypoint_names,
+        names,
         decode_ms=(t1 - t0) * 1e3,
         inference_ms=(t2 - t1) * 1e3,
         total_ms=(time.perf_counter() - t0) * 1e3,

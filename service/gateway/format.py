@@ -12,10 +12,17 @@ from .schemas import ImageInfo, Keypoint, ModelsUsed, ModelUsed, Person, PoseRes
 STAGES = ("preprocess", "detector", "pose", "postprocess")
 
 
-def model_used(model: ServedModel) -> ModelUsed:
+def model_used(model: ServedModel | None) -> ModelUsed | None:
+    if model is None:
+        return None
     return ModelUsed(
         name=model.ref.name, version=model.ref.version, trained=model.trained, warning=model.warning
     )
+
+
+def _r(value: float) -> float:
+    """4 decimals: far below a pixel, yet exact enough for sub-pixel boxes to keep their IoU."""
+    return round(float(value), 4)
 
 
 def persons(result: PipelineResult, keypoint_names: tuple[str, ...]) -> list[Person]:
@@ -23,13 +30,11 @@ def persons(result: PipelineResult, keypoint_names: tuple[str, ...]) -> list[Per
     for box, kpts in zip(result.boxes, result.keypoints, strict=True):
         out.append(
             Person(
-                bbox=[round(float(v), 2) for v in box[:4]],
-                score=round(float(box[4]), 4),
+                bbox=[_r(v) for v in box[:4]],
+                score=_r(box[4]),
                 keypoints=[
-                    Keypoint(
-                        name=n, x=round(float(x), 2), y=round(float(y), 2), score=round(float(s), 4)
-                    )
-                    for n, (x, y, s) in zip(keypoint_names, kpts, strict=True)
+                    Keypoint(name=n, x=_r(x), y=_r(y), score=_r(s))
+                    for n, (x, y, s) in zip(keypoint_names, kpts, strict=len(kpts) > 0)
                 ],
             )
         )
@@ -41,7 +46,7 @@ def pose_response(
     fmt: str,
     result: PipelineResult,
     detector: ServedModel,
-    pose: ServedModel,
+    pose: ServedModel | None,
     keypoint_names: tuple[str, ...],
     decode_ms: float,
     inference_ms: float,
@@ -58,5 +63,5 @@ def pose_response(
             total_ms=round(total_ms, 3),
             stages_ms={k: round(float(v), 3) for k, v in zip(STAGES, result.stage_ms, strict=True)},
         ),
-        warnings=[w for w in (models.detector.warning, models.pose.warning) if w],
+        warnings=[m.warning for m in (models.detector, models.pose) if m and m.warning],
     )

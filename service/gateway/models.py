@@ -53,5 +53,11 @@ class ModelIndex:
         v = record.serving_version
         return ServedModel(ModelRef(name, v), task, record.versions.get(v, {}))
 
+    def keypoint_names(self, model: ServedModel | None) -> tuple[str, ...]:
+        if model is None:
+            return ()
+        spec = self.record(model.ref.name).parsed_spec
+        return spec.keypoint_names  # type: ignore[union-attr]  # pose models only
+
     def all(self) -> list[ModelRecord]:
         return [self.records.get(n) for n in self.records.names()]

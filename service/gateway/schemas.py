@@ -17,7 +17,7 @@ class Keypoint(BaseModel):
 class Person(BaseModel):
     bbox: list[float] = Field(description="[x1, y1, x2, y2] in image pixels")
     score: float = Field(description="detector confidence")
-    keypoints: list[Keypoint]
+    keypoints: list[Keypoint] = Field(description="empty when keypoints=false")
 
 
 class ImageInfo(BaseModel):
@@ -35,7 +35,7 @@ class ModelUsed(BaseModel):
 
 class ModelsUsed(BaseModel):
     detector: ModelUsed
-    pose: ModelUsed
+    pose: ModelUsed | None = Field(description="null when keypoints=false")
 
 
 class Timings(BaseModel):

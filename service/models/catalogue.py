@@ -53,8 +53,9 @@ class OneStageSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OneStageSpec:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v
-                      for k, v in data.items() if k in known})
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        )
 
 
 ModelSpec = DetectorSpec | PoseSpec | OneStageSpec
@@ -184,8 +185,9 @@ def _rtmpose_body7(
     )
 
 
-def _rtmpose_aic_coco(variant: str, file_variant: str, tag: str, ap: float,
-                      params: float) -> ModelEntry:
+def _rtmpose_aic_coco(
+    variant: str, file_variant: str, tag: str, ap: float, params: float
+) -> ModelEntry:
     return ModelEntry(
         name=f"rtmpose-{variant}-aic-coco",
         task="pose",
@@ -294,6 +296,4 @@ def get_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, CATALOGUE, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise UnknownModel(
-            f"unknown model {name!r}.{hint} Known: {', '.join(CATALOGUE)}"
-        ) from None
+        raise UnknownModel(f"unknown model {name!r}.{hint} Known: {', '.join(CATALOGUE)}") from None

@@ -104,22 +104,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
     present = set(list_cached(dest))
     rows = [["NAME", "TASK", "INPUT(HxW)", "DATASET", "AP", "PARAMS(M)", "CACHED", "SOURCE"]]
     for e in list_entries():
-        rows.append([
-            e.name,
-            e.task,
-            e.input_hw,
-            e.dataset,
-            "-" if e.ap is None else f"{e.ap:.1f}",
-            "-" if e.params_m is None else f"{e.params_m:g}",
-            "yes" if e.name in present else "no",
-            e.source.url,
-        ])
+        rows.append(
+            [
+                e.name,
+                e.task,
+                e.input_hw,
+                e.dataset,
+                "-" if e.ap is None else f"{e.ap:.1f}",
+                "-" if e.params_m is None else f"{e.params_m:g}",
+                "yes" if e.name in present else "no",
+                e.source.url,
+            ]
+        )
     for name in sorted(present - set(CATALOGUE)):  # user imports
         hit = cached_model(name, dest)
         if hit is not None:
             w, h = hit.entry.input_size
-            rows.append([name, hit.entry.task, f"{h}x{w}", hit.entry.dataset, "-", "-", "yes",
-                         hit.origin])
+            rows.append(
+                [name, hit.entry.task, f"{h}x{w}", hit.entry.dataset, "-", "-", "yes", hit.origin]
+            )
     print(_table(rows))
     print(f"\ncache: {dest}")
     return 0

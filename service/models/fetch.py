@@ -361,15 +361,20 @@ def _pull_from_url(
 ) -> PulledModel:
     model_dir = dest_dir / entry.name
     created = _mkdirs(model_dir)
-    fd, name = tempfile.mkstemp(dir=model_dir, prefix=_TMP_PREFIX,
-                                suffix="-" + entry.source.filename)
+    fd, name = tempfile.mkstemp(
+        dir=model_dir, prefix=_TMP_PREFIX, suffix="-" + entry.source.filename
+    )
     os.close(fd)
     tmp = Path(name)
     try:
         try:
             _download(entry.source.url, tmp, entry.name if progress else None)
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
-                ConnectionError) as exc:
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            TimeoutError,
+            ConnectionError,
+        ) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ModelUnavailable(
                 _missing_message(entry, dest_dir, dirs, f"download failed: {reason}")
@@ -410,8 +415,10 @@ class _Progress:
     def _line(self, done: int) -> str:
         mib = done / 2**20
         if self.total:
-            return (f"downloading {self.label}: {mib:.1f}/{self.total / 2**20:.1f} MiB "
-                    f"({100 * done // self.total}%)")
+            return (
+                f"downloading {self.label}: {mib:.1f}/{self.total / 2**20:.1f} MiB "
+                f"({100 * done // self.total}%)"
+            )
         return f"downloading {self.label}: {mib:.1f} MiB"
 
     def update(self, done: int) -> None:
@@ -533,8 +540,9 @@ def install_file(
                 if bad:
                     raise ChecksumMismatch(f"{entry.name} ({file.name})", bad)
                 if entry.source.checksums.known:
-                    verified_by.append(f"{entry.source.filename}: "
-                                       f"{entry.source.checksums.describe()}")
+                    verified_by.append(
+                        f"{entry.source.filename}: {entry.source.checksums.describe()}"
+                    )
         if fmt == "zip":
             member = _extract_member(entry, file, onnx_tmp)
         elif fmt == "pth":

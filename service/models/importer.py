@@ -172,8 +172,10 @@ def check_onnx_signature(
     declared = {n: by_name[n].shape for n in expected}
     for n in expected:
         if by_name[n].dtype not in dtypes[n]:
-            problems.append(f"expected {n} of a {'float' if n != 'labels' else 'numeric'} type, "
-                            f"found {by_name[n].dtype}")
+            problems.append(
+                f"expected {n} of a {'float' if n != 'labels' else 'numeric'} type, "
+                f"found {by_name[n].dtype}"
+            )
     problems += shape_problems(declared)
     if problems:
         raise SignatureMismatch(shown, kind, problems, found)
@@ -194,15 +196,21 @@ def check_onnx_signature(
             raise SignatureMismatch(
                 shown, kind, [f"a zero batch of shape {x.shape} fails to run: {exc}"], found
             ) from exc
-        run_shapes = {n: tuple(int(d) for d in r.shape) for n, r in zip(expected, results,
-                                                                       strict=True)}
+        run_shapes = {
+            n: tuple(int(d) for d in r.shape) for n, r in zip(expected, results, strict=True)
+        }
         problems += [p + " (measured on a zero batch of 1)" for p in shape_problems(run_shapes)]
         if problems:
             raise SignatureMismatch(shown, kind, problems, found)
 
     return SignatureReport(
-        path=path, kind=kind, inputs=inputs, outputs=outputs, run_shapes=run_shapes,
-        dynamic_batch=dynamic_batch, notes=tuple(notes),
+        path=path,
+        kind=kind,
+        inputs=inputs,
+        outputs=outputs,
+        run_shapes=run_shapes,
+        dynamic_batch=dynamic_batch,
+        notes=tuple(notes),
     )
 
 

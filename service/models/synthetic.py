@@ -50,16 +50,19 @@ def write_synthetic_pose_onnx(
         helper.make_node("Div", ["in_shape", "in_shape"], ["runtime_one"]),
         # without declared shapes, route the repeats through a runtime op so that shape
         # inference cannot fill the dims in either
-        helper.make_node("Max", ["rep_x", "rep_x"] if declare_output_shapes else
-                         ["rep_x", "runtime_one"], ["rx"]),
-        helper.make_node("Max", ["rep_y", "rep_y"] if declare_output_shapes else
-                         ["rep_y", "runtime_one"], ["ry"]),
+        helper.make_node(
+            "Max", ["rep_x", "rep_x"] if declare_output_shapes else ["rep_x", "runtime_one"], ["rx"]
+        ),
+        helper.make_node(
+            "Max", ["rep_y", "rep_y"] if declare_output_shapes else ["rep_y", "runtime_one"], ["ry"]
+        ),
         helper.make_node("Tile", ["m3", "rx"], ["simcc_x"]),
         helper.make_node("Tile", ["m3", "ry"], ["simcc_y"]),
     ]
     outputs = [
         helper.make_tensor_value_info(
-            name, TensorProto.FLOAT,
+            name,
+            TensorProto.FLOAT,
             [n, k, bins] if declare_output_shapes else [n, "keypoints", f"{name}_bins"],
         )
         for name, bins in (("simcc_x", bx), ("simcc_y", by))
@@ -70,8 +73,9 @@ def write_synthetic_pose_onnx(
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, 3, h, w])],
         outputs,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)],
-                              producer_name="rtmserve-synthetic")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 15)], producer_name="rtmserve-synthetic"
+    )
     model.ir_version = 8  # loadable by older onnxruntime builds too
     onnx.checker.check_model(model)
     path = Path(path)

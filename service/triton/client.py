@@ -65,7 +65,7 @@ class PipelineClient:
         self,
         image: np.ndarray,
         detector: ModelRef,
-        pose: ModelRef,
+        pose: ModelRef | None,
         score_threshold: float,
         max_persons: int,
         boxes: np.ndarray | None = None,
@@ -74,11 +74,14 @@ class PipelineClient:
             _tensor("IMAGE", np.ascontiguousarray(image, np.uint8), "UINT8"),
             _tensor("DETECTOR", np.array([detector.name.encode()], object), "BYTES"),
             _tensor("DETECTOR_VERSION", np.array([detector.version], np.int64), "INT64"),
-            _tensor("POSE_MODEL", np.array([pose.name.encode()], object), "BYTES"),
-            _tensor("POSE_VERSION", np.array([pose.version], np.int64), "INT64"),
             _tensor("SCORE_THRESHOLD", np.array([score_threshold], np.float32), "FP32"),
             _tensor("MAX_PERSONS", np.array([max_persons], np.int32), "INT32"),
         ]
+        if pose is not None:  # without a pose model only the detector runs
+            inputs += [
+                _tensor("POSE_MODEL", np.array([pose.name.encode()], object), "BYTES"),
+                _tensor("POSE_VERSION", np.array([pose.version], np.int64), "INT64"),
+            ]
         if boxes is not None:
             inputs.append(_tensor("BOXES", np.asarray(boxes, np.float32).reshape(-1, 5), "FP32"))
         result = await self._call(
