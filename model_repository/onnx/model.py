@@ -49,10 +49,7 @@ class TritonPythonModel:
         if isinstance(outputs, pb_utils.TritonError):
             return [self._respond(outputs) for _ in feeds]
         bounds = np.cumsum([0, *sizes])
-        return [
-            self._respond([o[a:b] for o in outputs])
-            for a, b in itertools.pairwise(bounds)
-        ]
+        return [self._respond([o[a:b] for o in outputs]) for a, b in itertools.pairwise(bounds)]
 
     def _respond(self, outputs):
         if isinstance(outputs, pb_utils.TritonError):

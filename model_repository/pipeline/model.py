@@ -1,19 +1,17 @@
-"""Detector -> affine crops -> pose -> keypoints in image coordinates, inside Triton (BLS).
+"""Detector -> crops -> pose -> keypoints in image coordinates, inside Triton (BLS).
 
-Pre/post-processing is ``service.core``: the same code the tests and benchmarks use. Which
-detector/pose model and version to call comes with each request; their specs come from the
-``rtmserve.json`` records beside them in the model repository.
+The flow and every pre/post-processing step are ``service.core`` (shared with the tests and
+the in-process benchmark baseline); this file only wires them to BLS calls. Which detector/pose
+model and version to call comes with each request; their specs come from the ``rtmserve.json``
+records beside them in the model repository.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from service.core.letterbox import detector_input, detector_output
-from service.core.simcc import decode
-from service.core.topdown import pose_input
+from service.core.pipeline import run_topdown
 from service.repository.configs import POSE_MAX_BATCH
 from service.repository.records import RecordCache
 
@@ -36,52 +34,33 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
 
     def _run(self, request):
-        t0 = time.perf_counter()
         image = _input(request, "IMAGE")
         if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise PipelineError("IMAGE must be a non-empty HxWx3 uint8 BGR array")
         det_name, det_version = _model_ref(request, "DETECTOR")
         pose_name, pose_version = _model_ref(request, "POSE_MODEL", required=False)
-        threshold = _scalar(request, "SCORE_THRESHOLD", 0.0)
-        max_persons = int(_scalar(request, "MAX_PERSONS", 0))
-        given = _input(request, "BOXES")
-        stage = np.zeros(4, np.float32)  # preprocess, detector, pose, postprocess (ms)
-
-        if given is not None:
-            boxes = np.asarray(given, np.float32).reshape(-1, 5)
-        else:
-            spec = self._spec(det_name, "detector")
-            tensor, letterbox = detector_input(image, spec)
-            t1 = time.perf_counter()
-            dets, labels = self._infer(det_name, det_version, tensor, ("dets", "labels"))
-            t2 = time.perf_counter()
-            boxes = detector_output(dets[0], labels[0], letterbox, spec)
-            boxes = boxes[boxes[:, 4] > threshold]
-            stage[0] += (t1 - t0) * 1e3
-            stage[1] += (t2 - t1) * 1e3
-            t0 = t2
-        if max_persons > 0:
-            boxes = boxes[:max_persons]
-
-        keypoints = np.zeros((len(boxes), 0, 3), np.float32)
-        if pose_name is not None and len(boxes):
-            pose_spec = self._spec(pose_name, "pose")
-            crops, centers, scales = pose_input(image, boxes, pose_spec)
-            t1 = time.perf_counter()
-            simcc_x, simcc_y = self._infer_batched(pose_name, pose_version, crops)
-            t2 = time.perf_counter()
-            keypoints = decode(
-                simcc_x, simcc_y, centers, scales, pose_spec.input_size, pose_spec.simcc_split_ratio
+        detector = (
+            self._spec(det_name, "detector"),
+            lambda x: self._infer(det_name, det_version, x, ("dets", "labels")),
+        )
+        pose = None
+        if pose_name is not None:
+            pose = (
+                self._spec(pose_name, "pose"),
+                lambda x: self._infer_batched(pose_name, pose_version, x),
             )
-            stage[0] += (t1 - t0) * 1e3
-            stage[2] += (t2 - t1) * 1e3
-            stage[3] += (time.perf_counter() - t2) * 1e3
-        else:
-            stage[3] += (time.perf_counter() - t0) * 1e3
+        result = run_topdown(
+            image,
+            detector,
+            pose,
+            score_threshold=_scalar(request, "SCORE_THRESHOLD", 0.0),
+            max_persons=int(_scalar(request, "MAX_PERSONS", 0)),
+            boxes=_input(request, "BOXES"),
+        )
         outputs = [
-            pb_utils.Tensor("PERSON_BOXES", np.ascontiguousarray(boxes, np.float32)),
-            pb_utils.Tensor("KEYPOINTS", np.ascontiguousarray(keypoints, np.float32)),
-            pb_utils.Tensor("STAGE_MS", stage),
+            pb_utils.Tensor("PERSON_BOXES", np.ascontiguousarray(result.boxes, np.float32)),
+            pb_utils.Tensor("KEYPOINTS", np.ascontiguousarray(result.keypoints, np.float32)),
+            pb_utils.Tensor("STAGE_MS", result.stage_ms),
         ]
         return pb_utils.InferenceResponse(output_tensors=outputs)
 

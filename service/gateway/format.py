@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.core.pipeline import STAGES
 from service.triton.client import PipelineResult
 
 from .models import ServedModel
 from .schemas import ImageInfo, Keypoint, ModelsUsed, ModelUsed, Person, PoseResponse, Timings
-
-STAGES = ("preprocess", "detector", "pose", "postprocess")
 
 
 def model_used(model: ServedModel | None) -> ModelUsed | None:

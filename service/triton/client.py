@@ -42,11 +42,24 @@ def _tensor(name: str, value: np.ndarray, datatype: str) -> grpcclient.InferInpu
     return t
 
 
+# Images can be large (no 4 MB gRPC cap), and reconnect quickly when Triton comes back: gRPC's
+# default backoff grows to 2 minutes, which would keep the gateway at 503 long after recovery.
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 10000),
+]
+
+
 class PipelineClient:
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
 
     async def close(self) -> None:
         await self._client.close()

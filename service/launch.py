@@ -1,0 +1,120 @@
+"""Start ``rtmserve serve`` as a child process on free ports and wait until it is ready.
+
+The tests and the benchmarks run the service exactly as a user does (the same command the
+README and the Dockerfile run), as a separate process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+RTMSERVE = str(Path(sys.executable).parent / "rtmserve")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a readiness probe until it holds (not a fixed sleep) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen
+    home: Path
+    http: str
+    grpc_port: int
+    triton_http: str
+    triton_grpc_port: int
+    triton_metrics: str
+    log: Path
+
+    @property
+    def repository(self) -> Path:
+        return self.home / "repository"
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_service(
+    home: Path,
+    mirror: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 600,
+    ready_path: str = "/readyz",
+) -> ServiceProcess:
+    """``ready_path`` is polled until it answers 200 (``/healthz`` when Triton is not up yet)."""
+    ports = {k: free_port() for k in ("http", "grpc", "t_http", "t_grpc", "t_metrics")}
+    env = {
+        **os.environ,
+        "RTMSERVE_HOME": str(home),
+        "RTMSERVE_OFFLINE": "1",
+        "RTMSERVE_HOST": "127.0.0.1",
+        "RTMSERVE_HTTP_PORT": str(ports["http"]),
+        "RTMSERVE_GRPC_PORT": str(ports["grpc"]),
+        "RTMSERVE_TRITON_HTTP_PORT": str(ports["t_http"]),
+        "RTMSERVE_TRITON_GRPC_PORT": str(ports["t_grpc"]),
+        "RTMSERVE_TRITON_METRICS_PORT": str(ports["t_metrics"]),
+        **({"RTMSERVE_MODEL_MIRROR": str(mirror)} if mirror else {}),
+        **(extra_env or {}),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "serve.log"
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([RTMSERVE, "serve", *args], env=env, stdout=out, stderr=out)
+    svc = ServiceProcess(
+        proc,
+        home,
+        f"http://127.0.0.1:{ports['http']}",
+        ports["grpc"],
+        f"http://127.0.0.1:{ports['t_http']}",
+        ports["t_grpc"],
+        f"http://127.0.0.1:{ports['t_metrics']}",
+        log,
+    )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rtmserve exited with {proc.returncode}:\n{svc.log_tail()}")
+        try:
+            return httpx.get(f"{svc.http}{ready_path}", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, timeout, "rtmserve to become ready")
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
