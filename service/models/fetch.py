@@ -109,7 +109,7 @@ def mirror_dirs(mirror: str | Path | Sequence[str | Path] | None = None) -> list
         items = str(mirror).split(os.pathsep)
     else:
         items = [str(m) for m in mirror]
-    return [Path(i).expanduser() for i in items if i.strip()]
+    return [Path(i).expanduser().resolve() for i in items if i.strip()]
 
 
 # --------------------------------------------------------------------------- the cache
