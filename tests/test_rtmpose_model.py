@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from training.init_onnx import _conv_order, init_backbone_from_onnx
 from training.models import (
     VARIANTS,
     CheckpointMismatchError,
@@ -39,7 +40,7 @@ def _two_threads() -> None:
     torch.set_num_threads(2)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if VARIANTS[v].published_params_m))
 def test_parameter_count_matches_model_zoo(variant: str) -> None:
     n = count_parameters(build_rtmpose(variant))
     published = VARIANTS[variant].published_params_m * 1e6
@@ -123,79 +124,51 @@ def test_batchnorm_defaults_and_rtmdet_settings() -> None:
     assert "stage1.1.blocks.0.conv1.pointwise_conv.conv.weight" in keys
 
 
-def _run_conv_by_conv(backbone: CSPNeXt) -> list[str]:
-    """Names of the Conv2d modules in the order the forward pass calls them."""
-    order: list[str] = []
-    hooks = [
-        mod.register_forward_hook(lambda *_, n=name: order.append(n))
-        for name, mod in backbone.named_modules()
-        if isinstance(mod, nn.Conv2d)
-    ]
-    with torch.no_grad():
-        backbone(torch.zeros(1, 3, 64, 64))
-    for h in hooks:
-        h.remove()
-    return order
-
-
 @pytest.mark.skipif(not RTMDET_NANO_ONNX.exists(), reason="staged RTMDet-nano ONNX missing")
 def test_cspnext_matches_official_rtmdet_nano_export() -> None:
-    """Load the official (BN-folded) RTMDet-nano backbone weights into our CSPNeXt and compare
-    stage 2/3/4 features with onnxruntime: checks shapes, groups, block order, concat order,
-    channel attention and SPP against a real OpenMMLab export."""
+    """Load the official (BN-folded) RTMDet-nano backbone into our CSPNeXt with
+    training.init_onnx and compare stage 2/3/4 features with onnxruntime: checks shapes,
+    groups, block order, concat order, channel attention, SPP and the BN rebuild, against a
+    real OpenMMLab export, in eval mode and (on the calibration batch) in train mode."""
     import onnx
     import onnxruntime as ort
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    proto = onnx.load(str(RTMDET_NANO_ONNX))
-    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     backbone = CSPNeXt(
         0.33, 0.25, out_indices=(2, 3, 4), use_depthwise=True, bn_eps=1e-3, bn_momentum=0.03
-    ).eval()
-    modules = dict(backbone.named_modules())
-    order = _run_conv_by_conv(backbone)
-    onnx_convs = [n for n in proto.graph.node if n.op_type == "Conv"][: len(order)]
+    )
+    x = np.random.default_rng(0).standard_normal((2, 3, 320, 320)).astype(np.float32)
+    init_backbone_from_onnx(backbone, RTMDET_NANO_ONNX, torch.from_numpy(x))
+
+    proto = onnx.load(str(RTMDET_NANO_ONNX))
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in proto.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-
-    stage_outputs: list[str] = []
-    with torch.no_grad():
-        for name, node in zip(order, onnx_convs, strict=True):
-            weight = torch.from_numpy(inits[node.input[1]].copy())
-            bias = torch.from_numpy(inits[node.input[2]].copy())
-            conv = modules[name]
-            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-            assert (tuple(conv.weight.shape), conv.groups) == (tuple(weight.shape), groups), name
-            conv.weight.copy_(weight)
-            if name.endswith("attention.fc"):
-                assert node.input[1] == f"backbone.{name}.weight"  # official name survives
-                conv.bias.copy_(bias)
-                continue
-            bn = modules[name.removesuffix("conv") + "bn"]  # fold target: identity BN + bias
-            bn.weight.fill_(1.0)
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0)
-            bn.eps = 0.0
-            bn.bias.copy_(bias)
-            if name in {f"stage{i}.1.final_conv.conv" for i in (2, 3)} | {
-                "stage4.2.final_conv.conv"
-            }:
-                sigmoid = next(c for c in consumers[node.output[0]] if c.op_type == "Sigmoid")
-                mul = next(c for c in consumers[sigmoid.output[0]] if c.op_type == "Mul")
-                stage_outputs.append(mul.output[0])
-    assert len(stage_outputs) == 3
-    for t in stage_outputs:
+    order = _conv_order(backbone, torch.from_numpy(x[:1]))  # ours, in forward order
+    onnx_convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    finals = ("stage2.1.final_conv.conv", "stage3.1.final_conv.conv", "stage4.2.final_conv.conv")
+    final_convs = [onnx_convs[order.index(name)] for name in finals]
+    outputs = []
+    for conv in final_convs:  # final_conv -> Sigmoid -> Mul (SiLU) is each stage's output
+        sigmoid = next(c for c in consumers[conv.output[0]] if c.op_type == "Sigmoid")
+        outputs.append(
+            next(c for c in consumers[sigmoid.output[0]] if c.op_type == "Mul").output[0]
+        )
+    for t in outputs:
         proto.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
-    expected = sess.run(stage_outputs, {"input": x})
-    with torch.no_grad():
-        ours = backbone(torch.from_numpy(x))
-    for e, o in zip(expected, ours, strict=True):
-        assert e.shape == tuple(o.shape)
-        np.testing.assert_allclose(o.numpy(), e, rtol=0, atol=1e-4 * max(1.0, np.abs(e).max()))
+    per_image = [sess.run(outputs, {"input": x[i : i + 1]}) for i in range(len(x))]  # batch 1 only
+    expected = [np.concatenate(parts) for parts in zip(*per_image, strict=True)]
+    for mode in ("eval", "train"):
+        backbone.train(mode == "train")
+        with torch.no_grad():
+            ours = backbone(torch.from_numpy(x))
+        for e, o in zip(expected, ours, strict=True):
+            assert e.shape == tuple(o.shape)
+            err, scale = np.abs(o.numpy() - e), max(1.0, np.abs(e).max())
+            # float32 drift through ~50 rebuilt BNs: tiny on average, a little more at worst
+            assert err.mean() < 1e-4 * scale and err.max() < 2e-3 * scale, (mode, err.max())
 
 
 def test_scalenorm_and_gau_follow_the_published_formulas() -> None:

@@ -14,6 +14,12 @@ CLI::
 
     python -m training.export --variant m --seed 0 --output rtmpose-m.onnx
     python -m training.export --checkpoint rtmpose-m.pth --output end2end.onnx
+    python -m training.export --run runs/NAME/best.pth --output model.onnx   # our training run
+
+A run checkpoint exports its EMA weights and records the run's config, the git commit and the
+checkpoint in the ONNX ``metadata_props`` (registration copies them into the version's
+metadata). Every export is checked against PyTorch (max abs difference, bounded) and against
+the serving pipeline's I/O signature.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from training.models.rtmpose import (
 DEFAULT_OPSET = 17
 MAX_OPSET = 17  # newest opset the onnxruntime 1.15.1 inside mmdeploy_runtime is used with here
 MAX_IR_VERSION = 8  # onnx 1.13-1.14 era; ORT 1.15 reads IR <= 9, 8 leaves margin
+MAX_ABS_DIFF = 1e-3  # ORT vs PyTorch on the same batch; larger means a broken export
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("simcc_x", "simcc_y")
 
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--seed", type=int, help="deterministic random weights (for tests/benchmarks)")
     src.add_argument("--checkpoint", type=Path, help="official mmpose .pth checkpoint")
+    src.add_argument("--run", type=Path, help="a training run's checkpoint (EMA weights)")
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -209,7 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     meta: dict[str, str] = {}
-    if args.checkpoint is not None:
+    if args.run is not None:
+        ckpt = torch.load(args.run, map_location="cpu", weights_only=False)
+        cfg = ckpt["config"]
+        variant, input_size, k = cfg["variant"], tuple(cfg["input_size"]), 17
+        model = build_rtmpose(variant, input_size, k)
+        model.load_state_dict(ckpt["ema"]["module"])
+        meta["rtmserve.train_config"] = json.dumps(cfg)
+        meta["rtmserve.checkpoint"] = f"{args.run} (EMA, iteration {ckpt['iteration']})"
+        meta["rtmserve.git_commit"] = git_commit()
+    elif args.checkpoint is not None:
         ckpt = load_checkpoint(args.checkpoint, args.trust_checkpoint)
         inferred = infer_build_args(ckpt)
         variant = args.variant or inferred["variant"]
@@ -232,10 +249,37 @@ def main(argv: list[str] | None = None) -> int:
         num_keypoints=str(k),
         simcc_split_ratio="2.0",
     )
-    report = export_onnx(model, args.output, input_size, args.opset, metadata=meta)
+    report = export_onnx(model.eval(), args.output, input_size, args.opset, metadata=meta)
     json.dump(report.as_dict(), sys.stdout, indent=2)
     sys.stdout.write("\n")
+    if report.max_abs_diff > MAX_ABS_DIFF:
+        raise SystemExit(f"onnxruntime differs from PyTorch by {report.max_abs_diff:.2e}")
+    from service.core.specs import PoseSpec
+    from service.models.importer import check_onnx_signature
+
+    check_onnx_signature(args.output, PoseSpec(input_size=input_size))  # raises on mismatch
+    print(f"{args.output}: serving signature OK", file=sys.stderr)
     return 0
+
+
+def git_commit() -> str:
+    """The commit of the training code (``+dirty`` when the tree has changes)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "training", "service"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":

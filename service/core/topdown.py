@@ -46,10 +46,15 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return b + np.array([-d[1], d[0]], F32)
 
 
-def warp_matrix(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """2x3 affine matrix mapping the scaled box onto the (width, height) model input."""
+def warp_matrix(
+    center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int], rotation: float = 0.0
+) -> np.ndarray:
+    """2x3 affine matrix mapping the scaled box (rotated by ``rotation`` degrees, as mmpose's
+    ``get_warp_matrix``; training augmentation rotates) onto the (width, height) model input."""
     c = np.asarray(center, F32)
-    src_dir = np.array([0.0, scale[0] * -0.5], F32)
+    sn, cs = np.sin(np.deg2rad(rotation)), np.cos(np.deg2rad(rotation))
+    half = scale[0] * -0.5
+    src_dir = np.array([-sn * half, cs * half], F32)
     dst_w, dst_h = input_size
     dst_c = np.array([dst_w * 0.5, dst_h * 0.5], F32)
     dst_dir = np.array([0.0, dst_w * -0.5], F32)

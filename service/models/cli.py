@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .catalogue import CATALOGUE, UnknownModel, list_entries
@@ -39,7 +39,9 @@ _ERRORS = (
 
 
 def add_models_commands(
-    subparsers: argparse._SubParsersAction, home: str | Path | None = None
+    subparsers: argparse._SubParsersAction,
+    home: str | Path | None = None,
+    extra: Callable[[argparse._SubParsersAction], None] | None = None,
 ) -> argparse.ArgumentParser:
     """Register the ``models`` command group on ``subparsers``; returns its parser.
 
@@ -56,7 +58,7 @@ def add_models_commands(
     # also accepted after the sub-command; SUPPRESS keeps the group's value when absent
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
-    sub = models.add_subparsers(dest="models_command", metavar="{list,pull,import}")
+    sub = models.add_subparsers(dest="models_command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("list", parents=[common], help="the catalogue, and what is in the cache")
@@ -85,6 +87,8 @@ def add_models_commands(
     p.add_argument("file", type=Path)
     p.add_argument("--like", metavar="NAME", help="catalogue model whose spec the file follows")
     p.set_defaults(func=_cmd_import)
+    if extra is not None:  # e.g. register/rollback/versions (service.repository.cli)
+        extra(sub)
     return models
 
 

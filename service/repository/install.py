@@ -1,8 +1,10 @@
 """Put models into the runtime repository as numbered versions, and keep configs in step.
 
-Order of writes makes every crash point safe: the version folder appears by one rename (Triton
-ignores folders its config does not list), then the configs, then the record. A half-written
-version is never visible: it is staged under a dot-name first.
+Writes are ordered so that every crash point leaves a valid repository: a version is staged
+under a dot-name and appears by one rename (Triton ignores folders its config does not list),
+then the configs are written, then the record (each file replaced atomically). A version added
+without being served yet is ``pending``: listed in the config so Triton can load it before
+anyone is told to use it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ from .configs import (
 from .records import RECORD_FILE, ModelRecord, read_record, write_atomic, write_record
 
 ONNX_FILE = "model.onnx"
+PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"
 
 
 def version_dirs(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def loaded_versions(record: ModelRecord) -> list[int]:
+    """What Triton keeps loaded: the serving version, the one served before it (so requests
+    that named it finish, and rollback to it is instant) and any pending one."""
+    pending = {v for v, m in record.versions.items() if m.get("state") == PENDING}
+    keep = {record.serving_version, record.previous_version, *pending}
+    return sorted(v for v in keep if v is not None)
+
+
+def _render(record: ModelRecord, options: ServingOptions) -> dict[str, str]:
+    spec = record.parsed_spec
+    render = render_detector if isinstance(spec, DetectorSpec) else render_pose
+    return render(record.name, spec, loaded_versions(record), options)
 
 
 def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
@@ -39,26 +56,32 @@ def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
         write_atomic(path, text)
 
 
-def loaded_versions(record: ModelRecord) -> list[int]:
-    """Versions Triton keeps loaded: the serving one and the one before it (if any).
-
-    Keeping the previous version loaded lets in-flight requests that named it finish after a
-    switch, and makes rollback to it instant.
-    """
-    older = [v for v in record.versions if v < record.serving_version]
-    return sorted({record.serving_version, *older[-1:]})
-
-
-def _render(record: ModelRecord, options: ServingOptions) -> dict[str, str]:
-    spec = record.parsed_spec
-    render = render_detector if isinstance(spec, DetectorSpec) else render_pose
-    return render(record.name, spec, loaded_versions(record), options)
+def save(repository: Path, record: ModelRecord, options: ServingOptions) -> None:
+    """Configs first, then the record: Triton may load what the record will point at."""
+    _write_configs(repository / record.name, _render(record, options))
+    write_record(repository / record.name, record)
 
 
 def sync_configs(repository: Path, name: str, options: ServingOptions) -> ModelRecord:
     record = read_record(repository / name)
     _write_configs(repository / name, _render(record, options))
     return record
+
+
+def _clean_staging(model_dir: Path) -> None:
+    """Staging folders left by a crashed install never became versions: remove them."""
+    for stale in model_dir.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: ``RTMSERVE_CRASH_AT=<name>`` kills the
+    process here, as a power cut or ``kill -9`` would."""
+    import os
+    import signal
+
+    if os.environ.get("RTMSERVE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def install_model(
@@ -70,9 +93,10 @@ def install_model(
     options: ServingOptions,
     serve: bool = True,
 ) -> int:
-    """Add ``onnx_file`` as the next version of ``name``; make it the serving one if ``serve``."""
+    """Add ``onnx_file`` as the next version of ``name``: serving now, or ``pending``."""
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)
+    _clean_staging(model_dir)
     record = read_record(model_dir) if (model_dir / RECORD_FILE).exists() else None
     if record is not None and record.spec.get("kind") != spec.kind:
         raise ValueError(f"{name} is a {record.task} model; cannot add a {spec.kind} version")
@@ -83,21 +107,37 @@ def install_model(
     try:
         shutil.copyfile(onnx_file, staging / ONNX_FILE)
         shutil.copyfile(templates_dir() / "onnx" / "model.py", staging / "model.py")
+        crash_point("staged")
         staging.rename(model_dir / str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    crash_point("version_dir")
 
     meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), **meta}
     if record is None:
         record = ModelRecord(name, spec.kind, spec.to_dict(), version, {version: meta})
+        record.versions[version]["state"] = SERVED
     else:
+        for m in record.versions.values():  # an older registration that never finished
+            if m.get("state") == PENDING:
+                m["state"] = ABANDONED
+        meta["state"] = PENDING
         record.versions[version] = meta
         record.spec = spec.to_dict()
         if serve:
-            record.serving_version = version
-    _write_record_and_configs(repository, record, options)
+            _switch(record, version)
+    _write_configs(model_dir, _render(record, options))
+    crash_point("configs")
+    write_record(model_dir, record)
     return version
+
+
+def _switch(record: ModelRecord, version: int) -> None:
+    if version != record.serving_version:
+        record.previous_version = record.serving_version
+    record.serving_version = version
+    record.versions[version]["state"] = SERVED
 
 
 def set_serving_version(
@@ -106,17 +146,18 @@ def set_serving_version(
     record = read_record(repository / name)
     if version not in record.versions:
         raise KeyError(f"{name} has no version {version} (has {sorted(record.versions)})")
-    record.serving_version = version
-    _write_record_and_configs(repository, record, options)
+    _switch(record, version)
+    save(repository, record, options)
     return record
 
 
-def _write_record_and_configs(
-    repository: Path, record: ModelRecord, options: ServingOptions
-) -> None:
-    # Configs first so Triton can load the version before the gateway is told to use it.
-    _write_configs(repository / record.name, _render(record, options))
-    write_record(repository / record.name, record)
+def mark_version(
+    repository: Path, name: str, version: int, state: str, options: ServingOptions, **extra: Any
+) -> ModelRecord:
+    record = read_record(repository / name)
+    record.versions[version].update(state=state, **extra)
+    save(repository, record, options)
+    return record
 
 
 def ensure_pipeline(repository: Path, options: ServingOptions) -> None:

@@ -26,6 +26,7 @@ class ModelRecord:
     spec: dict[str, Any]
     serving_version: int
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    previous_version: int | None = None  # served before the last switch; kept loaded
 
     @property
     def parsed_spec(self) -> DetectorSpec | PoseSpec:
@@ -37,6 +38,7 @@ class ModelRecord:
             "task": self.task,
             "spec": self.spec,
             "serving_version": self.serving_version,
+            "previous_version": self.previous_version,
             "versions": {str(k): v for k, v in sorted(self.versions.items())},
         }
 
@@ -48,6 +50,7 @@ class ModelRecord:
             spec=data["spec"],
             serving_version=int(data["serving_version"]),
             versions={int(k): v for k, v in data.get("versions", {}).items()},
+            previous_version=data.get("previous_version"),
         )
 
 

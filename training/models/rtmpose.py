@@ -17,7 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from training.models.cspnext import RTMPOSE_BN_EPS, RTMPOSE_BN_MOMENTUM, CSPNeXt
+from training.models.cspnext import (
+    RTMDET_BN_EPS,
+    RTMDET_BN_MOMENTUM,
+    RTMPOSE_BN_EPS,
+    RTMPOSE_BN_MOMENTUM,
+    CSPNeXt,
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,10 @@ class RTMPoseVariant:
     deepen_factor: float
     widen_factor: float
     head_in_channels: int
-    published_params_m: float  # model-zoo "Params(M)", used as a regression check
+    published_params_m: float | None  # model-zoo "Params(M)", used as a regression check
+    use_depthwise: bool = False
+    bn_eps: float = RTMPOSE_BN_EPS
+    bn_momentum: float = RTMPOSE_BN_MOMENTUM
 
 
 VARIANTS: dict[str, RTMPoseVariant] = {
@@ -35,6 +44,17 @@ VARIANTS: dict[str, RTMPoseVariant] = {
     "s": RTMPoseVariant(0.33, 0.5, 512, 5.47),
     "m": RTMPoseVariant(0.67, 0.75, 768, 13.59),
     "l": RTMPoseVariant(1.0, 1.0, 1024, 27.66),
+    # Not an official RTMPose size: RTMDet-nano's backbone (depthwise CSPNeXt 0.33/0.25, its
+    # BN settings) under the RTMCC head, so the real detector's weights can start training.
+    "n": RTMPoseVariant(
+        0.33,
+        0.25,
+        256,
+        None,
+        use_depthwise=True,
+        bn_eps=RTMDET_BN_EPS,
+        bn_momentum=RTMDET_BN_MOMENTUM,
+    ),
 }
 
 DEFAULT_INPUT_SIZE: tuple[int, int] = (192, 256)  # (w, h), mmpose convention
@@ -189,6 +209,7 @@ class RTMPose(nn.Module):
         simcc_split_ratio: float = 2.0,
         bn_eps: float = RTMPOSE_BN_EPS,
         bn_momentum: float = RTMPOSE_BN_MOMENTUM,
+        use_depthwise: bool = False,
     ) -> None:
         super().__init__()
         w, h = input_size
@@ -201,6 +222,7 @@ class RTMPose(nn.Module):
             deepen_factor=deepen_factor,
             widen_factor=widen_factor,
             out_indices=(4,),
+            use_depthwise=use_depthwise,
             expand_ratio=0.5,
             channel_attention=True,
             bn_eps=bn_eps,
@@ -243,6 +265,9 @@ def build_rtmpose(
         tuple(input_size),
         num_keypoints,
         simcc_split_ratio,
+        cfg.bn_eps,
+        cfg.bn_momentum,
+        cfg.use_depthwise,
     )
 
 
