@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from service.api.stream_cli import add_stream_command
 from service.models import ModelUnavailable, add_models_commands
 from service.settings import Settings
 
@@ -77,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(prepare)
     prepare.set_defaults(func=_prepare)
 
-    add_models_commands(sub)
+    from service.repository.cli import add_version_commands
+
+    add_models_commands(sub, extra=add_version_commands)
+    add_stream_command(sub)
     return parser
 
 

@@ -1,7 +1,9 @@
-"""``rtmserve serve``: prepare the repository, start Triton (unless external), serve HTTP."""
+"""``rtmserve serve``: prepare the repository, start Triton (unless external), serve HTTP and
+gRPC from one asyncio loop with one Triton client."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -9,12 +11,17 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from service.api.server import GrpcServer
 from service.gateway.app import create_app
+from service.gateway.models import ModelIndex
 from service.prepare import prepare_repository
 from service.settings import Settings
+from service.triton.client import PipelineClient
 from service.triton.embedded import EmbeddedTriton, TritonPorts
 
 log = logging.getLogger("rtmserve")
+# On SIGINT/SIGTERM, requests and streams in progress get this long to finish.
+SHUTDOWN_GRACE_S = 10.0
 
 
 class _Server(uvicorn.Server):
@@ -52,13 +59,36 @@ def serve(settings: Settings, prepare: bool = True) -> int:
             log.info("waiting for tritonserver and its models (log: %s)", triton.log_file)
             triton.wait_ready()
             log.info("tritonserver ready on grpc %s", triton.url)
-        app = create_app(settings)
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.http_port, log_level="info", access_log=False
-        )
-        _Server(config).run()  # returns on SIGINT/SIGTERM
+        loop_factory = uvicorn.Config(app=None).get_loop_factory()  # uvicorn's choice (uvloop)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve_http_and_grpc(settings))  # returns on SIGINT/SIGTERM
     finally:
         if triton is not None:
             log.info("stopping tritonserver")
             triton.stop()
     return 0
+
+
+async def _serve_http_and_grpc(settings: Settings) -> None:
+    """HTTP and gRPC share the loop and the Triton client; a signal stops HTTP, then gRPC."""
+    url = settings.triton_url or f"localhost:{settings.triton_grpc_port}"
+    client = PipelineClient(url, settings.inference_timeout_s)
+    try:
+        grpc_server = GrpcServer(settings, client, ModelIndex(settings.repository_dir))
+        config = uvicorn.Config(
+            create_app(settings, client),
+            host=settings.host,
+            port=settings.http_port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
+        await grpc_server.start()
+        log.info("gRPC API on %s", grpc_server.address)
+        try:
+            await _Server(config).serve()  # returns on SIGINT/SIGTERM
+        finally:
+            log.info("stopping the gRPC server")
+            await grpc_server.stop(SHUTDOWN_GRACE_S)
+    finally:
+        await client.close()

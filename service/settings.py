@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default=None, description="host:grpc_port of an external Triton; default starts one"
     )
     triton_http_port: int = 8000
+    triton_http: str | None = Field(
+        default=None, description="Triton HTTP URL for model control (default: localhost)"
+    )
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     repository: Path | None = Field(
@@ -46,6 +49,14 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     inference_timeout_s: float = 30.0
 
+    # Video (gRPC Stream, POST /v1/pose/video): per-stream limits and the detection interval.
+    video_det_interval: int = Field(
+        default=1, ge=1, description="run the detector every N frames (5: the seeds' setting)"
+    )
+    max_video_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="upload size")
+    max_video_seconds: float = Field(default=600.0, gt=0, description="stream duration")
+    max_video_frames: int = Field(default=18_000, ge=1, description="frames per stream")
+
     pipeline_instances: int = 4
     pose_instances: int = 1
     detector_instances: int = 1
@@ -55,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def repository_dir(self) -> Path:
         return self.repository or self.home / "repository"
+
+    @property
+    def triton_http_url(self) -> str:
+        return self.triton_http or f"http://localhost:{self.triton_http_port}"
 
     @property
     def models_dir(self) -> Path:

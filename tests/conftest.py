@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", REPO.parent / "shared"))
 MODELS_MIRROR = SHARED / "models"
 COCO_VAL = SHARED / "data" / "coco_val_subset"
+VIDEOS = SHARED / "data" / "videos"
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,15 @@ def service(tmp_path_factory) -> Iterator[ServiceProcess]:
     svc = start_service(
         tmp_path_factory.mktemp("rtmserve-home"),
         MODELS_MIRROR,
-        {"RTMSERVE_MAX_UPLOAD_BYTES": str(8 << 20), "RTMSERVE_MAX_IMAGE_PIXELS": "25000000"},
+        {
+            "RTMSERVE_MAX_UPLOAD_BYTES": str(8 << 20),
+            "RTMSERVE_MAX_IMAGE_PIXELS": "25000000",
+            # video limits the tests reach cheaply; the arm-wrestling clip (280 frames, 10 s,
+            # 0.6 MB) stays under them
+            "RTMSERVE_MAX_VIDEO_BYTES": str(4 << 20),
+            "RTMSERVE_MAX_VIDEO_FRAMES": "300",
+            "RTMSERVE_MAX_VIDEO_SECONDS": "60",
+        },
     )
     yield svc
     code = svc.stop()

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service import __version__
-from service.repository.configs import PIPELINE_MODEL
 from service.settings import Settings
-from service.triton.client import InferenceFailed, PipelineClient, TritonUnavailable
+from service.triton.client import PipelineClient
 
+from . import runtime, video
 from .decode import decode_image
-from .errors import ApiError, ServiceUnavailable, UpstreamError
-from .format import pose_response
+from .errors import ApiError
+from .estimate import PoseQuery, estimate_pose
 from .models import ModelIndex
+from .readiness import check_readiness
 from .schemas import (
     ErrorResponse,
     ModelInfo,
@@ -91,37 +92,12 @@ async def pose(
     client: PipelineClient = Depends(get_client),
     index: ModelIndex = Depends(get_index),
 ) -> PoseResponse:
-    t0 = time.perf_counter()
-    det = index.serving(detector or settings.detector, "detector")
-    pose_served = index.serving(pose_model or settings.pose_model, "pose") if keypoints else None
-    names = index.keypoint_names(pose_served)
-    data = await read_image_bytes(request, settings.max_upload_bytes)
-    image, fmt = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
-    t1 = time.perf_counter()
-    try:
-        result = await client.infer(
-            image,
-            det.ref,
-            pose_served.ref if pose_served else None,
-            settings.score_threshold if score_threshold is None else score_threshold,
-            max_persons or settings.max_persons,
-        )
-    except TritonUnavailable as exc:
-        raise ServiceUnavailable(f"inference server unavailable: {exc}") from exc
-    except InferenceFailed as exc:
-        raise UpstreamError(f"inference failed: {exc}") from exc
-    t2 = time.perf_counter()
-    return pose_response(
-        image,
-        fmt,
-        result,
-        det,
-        pose_served,
-        names,
-        decode_ms=(t1 - t0) * 1e3,
-        inference_ms=(t2 - t1) * 1e3,
-        total_ms=(time.perf_counter() - t0) * 1e3,
-    )
+    async def load() -> tuple[np.ndarray, str]:
+        data = await read_image_bytes(request, settings.max_upload_bytes)
+        return await run_in_threadpool(decode_image, data, settings.max_image_pixels)
+
+    query = PoseQuery(score_threshold, max_persons, pose_model, detector, keypoints)
+    return await estimate_pose(settings, client, index, query, load)
 
 
 @router.get("/healthz", summary="The gateway process is alive")
@@ -136,26 +112,7 @@ async def readyz(
     index: ModelIndex = Depends(get_index),
 ):
     """Ready when Triton answers and the pipeline and default models' serving versions load."""
-
-    triton = await client.server_ready()
-    checks: dict[str, bool] = {}
-    reason = None if triton else f"Triton at {client.url} is not ready"
-    if triton:
-        refs = [(PIPELINE_MODEL, 1)]
-        for name, task in ((settings.detector, "detector"), (settings.pose_model, "pose")):
-            try:
-                served = index.serving(name, task)
-                refs.append((name, served.ref.version))
-            except ApiError as exc:
-                checks[name] = False
-                reason = exc.message
-        states = await asyncio.gather(*(client.model_ready(n, v) for n, v in refs))
-        checks.update({f"{n}:{v}": ok for (n, v), ok in zip(refs, states, strict=True)})
-        if not all(checks.values()) and reason is None:
-            reason = "models not ready: " + ", ".join(k for k, ok in checks.items() if not ok)
-    body = Readiness(
-        ready=triton and all(checks.values()), triton=triton, models=checks, reason=reason
-    )
+    body = await check_readiness(settings, client, index)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 
@@ -217,7 +174,8 @@ def create_app(settings: Settings, client: PipelineClient | None = None) -> Fast
         try:
             yield
         finally:
-            await app.state.client.close()
+            if client is None:  # a client passed in belongs to the caller (shared with gRPC)
+                await app.state.client.close()
 
     app = FastAPI(
         title="rtmserve",
@@ -228,6 +186,8 @@ def create_app(settings: Settings, client: PipelineClient | None = None) -> Fast
     app.state.settings = settings
     app.state.index = ModelIndex(settings.repository_dir)
     app.include_router(router)
+    app.include_router(video.router)
+    app.include_router(runtime.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

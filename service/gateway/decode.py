@@ -60,3 +60,25 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
     if image is None or image.size == 0:
         raise InvalidImage(f"the {fmt.upper()} data is corrupt or truncated and cannot be decoded")
     return image, fmt
+
+
+RAW_FORMATS = ("bgr", "rgb")
+
+
+def decode_raw(pixels: bytes, width: int, height: int, fmt: str, max_pixels: int) -> np.ndarray:
+    """Uncompressed 8-bit HxWx3 pixels (BGR or RGB) -> a BGR image, checked against its shape."""
+    if fmt not in RAW_FORMATS:
+        raise InvalidImage(f"raw pixel format must be one of {RAW_FORMATS}, not {fmt!r}")
+    if width <= 0 or height <= 0:
+        raise InvalidImage(f"raw image size must be positive, got {width}x{height}")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+    expected = width * height * 3
+    if len(pixels) != expected:
+        raise InvalidImage(
+            f"raw {width}x{height}x3 image needs {expected} bytes, got {len(pixels)}"
+        )
+    image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)
+    return image[..., ::-1].copy() if fmt == "rgb" else image

@@ -24,20 +24,23 @@ def _r(value: float) -> float:
     return round(float(value), 4)
 
 
+def person_fields(box: np.ndarray, kpts: np.ndarray, keypoint_names: tuple[str, ...]) -> dict:
+    """One person's ``bbox``, ``score`` (box[4]) and named ``keypoints``, as the API rounds them."""
+    return {
+        "bbox": [_r(v) for v in box[:4]],
+        "score": _r(box[4]),
+        "keypoints": [
+            Keypoint(name=n, x=_r(x), y=_r(y), score=_r(s))
+            for n, (x, y, s) in zip(keypoint_names, kpts, strict=len(kpts) > 0)
+        ],
+    }
+
+
 def persons(result: PipelineResult, keypoint_names: tuple[str, ...]) -> list[Person]:
-    out = []
-    for box, kpts in zip(result.boxes, result.keypoints, strict=True):
-        out.append(
-            Person(
-                bbox=[_r(v) for v in box[:4]],
-                score=_r(box[4]),
-                keypoints=[
-                    Keypoint(name=n, x=_r(x), y=_r(y), score=_r(s))
-                    for n, (x, y, s) in zip(keypoint_names, kpts, strict=len(kpts) > 0)
-                ],
-            )
-        )
-    return out
+    return [
+        Person(**person_fields(box, kpts, keypoint_names))
+        for box, kpts in zip(result.boxes, result.keypoints, strict=True)
+    ]
 
 
 def pose_response(

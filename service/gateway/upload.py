@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from .errors import InvalidImage, PayloadTooLarge
+from .errors import ApiError, InvalidImage, PayloadTooLarge
 
 FILE_FIELDS = ("file", "image")
 
@@ -25,6 +25,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_image_bytes(request: Request, limit: int) -> bytes:
     """Multipart: the ``file`` (or ``image``, or only) file field. Anything else: the raw body."""
+    return await read_upload(request, limit, InvalidImage)
+
+
+async def read_upload(request: Request, limit: int, invalid: type[ApiError]) -> bytes:
+    """As ``read_image_bytes``; a malformed or file-less multipart body raises ``invalid``."""
     body = await read_body(request, limit)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return body
@@ -35,11 +40,11 @@ async def read_image_bytes(request: Request, limit: int) -> bytes:
     try:
         form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
     except Exception as exc:
-        raise InvalidImage(f"malformed multipart body: {exc}") from exc
+        raise invalid(f"malformed multipart body: {exc}") from exc
     files = {k: v for k, v in form.multi_items() if isinstance(v, UploadFile)}
     upload = next((files[k] for k in FILE_FIELDS if k in files), None)
     if upload is None and len(files) == 1:
         upload = next(iter(files.values()))
     if upload is None:
-        raise InvalidImage("multipart body has no file field named 'file'")
+        raise invalid("multipart body has no file field named 'file'")
     return await upload.read()

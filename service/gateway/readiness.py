@@ -1,0 +1,38 @@
+"""Is the service ready to answer? One check for ``/readyz`` and the gRPC health service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.repository.configs import PIPELINE_MODEL
+from service.settings import Settings
+from service.triton.client import PipelineClient
+
+from .errors import ApiError
+from .models import ModelIndex
+from .schemas import Readiness
+
+
+async def check_readiness(
+    settings: Settings, client: PipelineClient, index: ModelIndex
+) -> Readiness:
+    """Ready when Triton answers and the pipeline and default models' serving versions load."""
+    triton = await client.server_ready()
+    checks: dict[str, bool] = {}
+    reason = None if triton else f"Triton at {client.url} is not ready"
+    if triton:
+        refs = [(PIPELINE_MODEL, 1)]
+        for name, task in ((settings.detector, "detector"), (settings.pose_model, "pose")):
+            try:
+                served = index.serving(name, task)
+                refs.append((name, served.ref.version))
+            except ApiError as exc:
+                checks[name] = False
+                reason = exc.message
+        states = await asyncio.gather(*(client.model_ready(n, v) for n, v in refs))
+        checks.update({f"{n}:{v}": ok for (n, v), ok in zip(refs, states, strict=True)})
+        if not all(checks.values()) and reason is None:
+            reason = "models not ready: " + ", ".join(k for k, ok in checks.items() if not ok)
+    return Readiness(
+        ready=triton and all(checks.values()), triton=triton, models=checks, reason=reason
+    )
