@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.gateway.models import ModelIndex
+from service.metrics.grpc import MetricsInterceptor
 from service.settings import Settings
 from service.triton.client import PipelineClient
 
@@ -26,11 +27,12 @@ class GrpcServer:
     def __init__(self, settings: Settings, client: PipelineClient, index: ModelIndex) -> None:
         limit = settings.max_upload_bytes + ENVELOPE_BYTES
         self.server = grpc.aio.server(
+            interceptors=[MetricsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),  # a port in use fails loudly instead of sharing
-            ]
+            ],
         )
         pb_grpc.add_PoseServiceServicer_to_server(
             PoseServicer(settings, client, index), self.server

@@ -67,7 +67,7 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
             models = StreamModels.resolve(self.index, self.settings, options)
             session = StreamSession(self.client, models, options, self.settings)
             frames = self._frames(None if is_config else first, requests)
-            async with aclosing(run_stream(session, frames)) as results:
+            async with aclosing(run_stream(session, frames, api="grpc")) as results:
                 async for result in results:
                     yield frame_result_message(result)
         except ApiError as exc:

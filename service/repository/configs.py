@@ -1,7 +1,8 @@
 """Render Triton ``config.pbtxt`` files from the templates in ``model_repository/``.
 
 Each kind of model has a CPU config (embedded tritonserver, Python backend) and, where the NGC
-image runs it natively, ``configs/gpu.pbtxt`` (selected with ``--model-config-name=gpu``).
+image runs it natively, ``configs/gpu.pbtxt`` (onnxruntime + TensorRT, selected with
+``--model-config-name=gpu``) and ``configs/tensorrt.pbtxt`` (prebuilt TensorRT plans).
 Templates are edited through Triton's own protobuf schema, never by string substitution.
 """
 
@@ -19,6 +20,13 @@ from service.core.specs import DetectorSpec, PoseSpec
 PIPELINE_MODEL = "pose_pipeline"
 POSE_MAX_BATCH = 64
 GPU_CONFIG_NAME = "gpu"
+TENSORRT_CONFIG_NAME = "tensorrt"  # prebuilt plans: deploy/tensorrt/build_engines.py
+# Rendered for every detector and pose model: CPU (embedded Triton), then the GPU alternatives.
+CONFIG_FILES = (
+    "config.pbtxt",
+    f"configs/{GPU_CONFIG_NAME}.pbtxt",
+    f"configs/{TENSORRT_CONFIG_NAME}.pbtxt",
+)
 
 
 def templates_dir() -> Path:
@@ -63,7 +71,7 @@ def render_detector(
 ) -> dict[str, str]:
     """{relative path: text} for a detector model folder."""
     out = {}
-    for rel in ("config.pbtxt", f"configs/{GPU_CONFIG_NAME}.pbtxt"):
+    for rel in CONFIG_FILES:
         config = _load(templates_dir() / "detector" / rel)
         _set_common(config, name, versions, options.detector_instances)
         _set_threads(config, options.intra_op_threads)
@@ -77,7 +85,7 @@ def render_pose(
     name: str, spec: PoseSpec, versions: list[int], options: ServingOptions
 ) -> dict[str, str]:
     out = {}
-    for rel in ("config.pbtxt", f"configs/{GPU_CONFIG_NAME}.pbtxt"):
+    for rel in CONFIG_FILES:
         config = _load(templates_dir() / "pose" / rel)
         _set_common(config, name, versions, options.pose_instances)
         _set_threads(config, options.intra_op_threads)

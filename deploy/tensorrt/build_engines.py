@@ -1,0 +1,207 @@
+"""Build TensorRT engines (``model.plan``) for the ONNX models of an rtmserve model repository.
+
+    python3 build_engines.py --repository /var/lib/rtmserve/repository [--precision fp16|fp32]
+                             [--models rtmpose-m ...] [--force]
+
+Each version folder holding ``model.onnx`` gets ``model.plan`` beside it, which Triton serves
+with ``--model-config-name=tensorrt`` (``configs/tensorrt.pbtxt``, rendered by rtmserve). Pose
+models get one optimisation profile over the batch (1 / 8 / 64: Triton's dynamic batcher merges
+crops up to ``max_batch_size`` 64); detectors run at batch 1. Engines are specific to the GPU and
+the TensorRT version: build them on the serving machine with the TensorRT of the Triton image
+(``nvcr.io/nvidia/tensorrt:24.12-py3`` for Triton 24.12; docker-compose service ``engines``).
+
+Uses the ``tensorrt`` Python API when importable, else ``trtexec``. Standard library otherwise
+(it reads ``rtmserve.json`` as plain JSON), so it runs in the TensorRT image as it is. After
+building, each engine's inputs and outputs are checked against ``configs/tensorrt.pbtxt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+RECORD_FILE = "rtmserve.json"
+POSE_BATCH = (1, 8, 64)  # min / opt / max of the pose model's optimisation profile
+WORKSPACE_BYTES = 2 << 30
+TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Input name and its min / opt / max shapes (NCHW)."""
+
+    input: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+def profile_for(task: str, input_size: tuple[int, int], input_name: str = "input") -> Profile:
+    """``input_size`` is (width, height) as in the rtmserve specs."""
+    w, h = input_size
+    if task == "pose":
+        lo, mid, hi = POSE_BATCH
+        return Profile(input_name, (lo, 3, h, w), (mid, 3, h, w), (hi, 3, h, w))
+    return Profile(input_name, (1, 3, h, w), (1, 3, h, w), (1, 3, h, w))
+
+
+def build_with_api(onnx: Path, plan: Path, profile: Profile, fp16: bool) -> None:
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # TensorRT 10 networks are always explicit-batch; 8.x needs the flag.
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx)):
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT cannot parse {onnx}:\n{errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if fp16:
+        if not builder.platform_has_fast_fp16:
+            print(f"warning: this GPU has no fast FP16; building {plan} anyway", file=sys.stderr)
+        config.set_flag(trt.BuilderFlag.FP16)
+    optimisation = builder.create_optimization_profile()
+    optimisation.set_shape(profile.input, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(optimisation)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT could not build an engine from {onnx} (see the log above)")
+    plan.write_bytes(bytes(serialized))
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def build_with_trtexec(onnx: Path, plan: Path, profile: Profile, fp16: bool) -> None:
+    trtexec = next((p for p in map(shutil.which, TRTEXEC_PATHS) if p), None)
+    if trtexec is None:
+        raise RuntimeError("neither the tensorrt Python module nor trtexec is available")
+    command = [
+        trtexec,
+        f"--onnx={onnx}",
+        f"--saveEngine={plan}",
+        f"--minShapes={profile.input}:{_shape(profile.min)}",
+        f"--optShapes={profile.input}:{_shape(profile.opt)}",
+        f"--maxShapes={profile.input}:{_shape(profile.max)}",
+        f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}M",
+        "--skipInference",
+        *(["--fp16"] if fp16 else []),
+    ]
+    subprocess.run(command, check=True)
+
+
+def build_engine(onnx: Path, plan: Path, profile: Profile, fp16: bool) -> None:
+    """Written to a temporary file and renamed: Triton never sees half an engine."""
+    with tempfile.TemporaryDirectory(dir=plan.parent) as tmp:
+        partial = Path(tmp) / plan.name
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            build_with_trtexec(onnx, partial, profile, fp16)
+        else:
+            build_with_api(onnx, partial, profile, fp16)
+        partial.replace(plan)
+
+
+def engine_io(plan: Path) -> dict[str, tuple[str, str]]:
+    """{tensor name: (INPUT|OUTPUT, numpy dtype name)} of a built engine (Python API only)."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+    out = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = "INPUT" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "OUTPUT"
+        out[name] = (mode, trt.nptype(engine.get_tensor_dtype(name)).__name__)
+    return out
+
+
+TRITON_TO_NUMPY = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_INT64": "int64",
+                   "TYPE_INT32": "int32", "TYPE_BOOL": "bool_", "TYPE_UINT8": "uint8"}  # fmt: skip
+
+
+def config_io(config: Path) -> dict[str, str]:
+    """{tensor name: numpy dtype name} declared in a Triton ``config.pbtxt`` (text format)."""
+    pairs = re.findall(r'name:\s*"([^"]+)"\s*data_type:\s*(TYPE_\w+)', config.read_text())
+    return {name: TRITON_TO_NUMPY.get(dtype, dtype) for name, dtype in pairs}
+
+
+def check_against_config(plan: Path, config: Path) -> list[str]:
+    """Mismatches between the engine and the config Triton will load it with."""
+    try:
+        engine = engine_io(plan)
+    except ImportError:
+        return []  # built with trtexec and no Python API to inspect it: Triton will tell
+    declared = config_io(config)
+    problems = [f"{n}: config declares it, the engine has no such tensor"
+                for n in declared if n not in engine]  # fmt: skip
+    problems += [
+        f"{n}: engine {dtype}, config {declared[n]}"
+        for n, (_, dtype) in engine.items()
+        if n in declared and declared[n] != dtype
+    ]
+    return problems
+
+
+def version_dirs(model_dir: Path) -> list[Path]:
+    return sorted(
+        (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    parser.add_argument("--models", nargs="*", help="only these models (default: all)")
+    parser.add_argument("--force", action="store_true", help="rebuild existing engines")
+    args = parser.parse_args(argv)
+
+    failures = 0
+    for record_path in sorted(args.repository.glob(f"*/{RECORD_FILE}")):
+        record = json.loads(record_path.read_text())
+        name, task, spec = record["name"], record["task"], record["spec"]
+        if task not in ("detector", "pose") or (args.models and name not in args.models):
+            continue
+        profile = profile_for(task, tuple(spec["input_size"]))
+        config = record_path.parent / "configs" / "tensorrt.pbtxt"
+        for version in version_dirs(record_path.parent):
+            onnx, plan = version / "model.onnx", version / "model.plan"
+            if not onnx.exists() or (plan.exists() and not args.force):
+                continue
+            print(f"{name} v{version.name}: {args.precision}, {profile}", flush=True)
+            try:
+                build_engine(onnx, plan, profile, args.precision == "fp16")
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                print(f"FAILED {name} v{version.name}: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            problems = check_against_config(plan, config) if config.exists() else []
+            for problem in problems:
+                print(f"MISMATCH {name} v{version.name}: {problem}", file=sys.stderr)
+            failures += bool(problems)
+    if failures:
+        print(
+            f"{failures} engine(s) failed or do not match configs/tensorrt.pbtxt: serve those "
+            "models with --model-config-name=gpu (onnxruntime + TensorRT) instead",
+            file=sys.stderr,
+        )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
