@@ -10,9 +10,7 @@ local mirror. Prints a table and writes JSON (default bench/results/serve_throug
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import queue
 import statistics
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+from _report import write_report
 
 from service.launch import start_service
 from service.local import LocalPipeline
@@ -130,19 +129,15 @@ def main() -> None:
     finally:
         if svc is not None:
             svc.stop()
-    report = {
-        "benchmark": "serve_throughput",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "images": len(images),
-        "passes": args.passes,
-        "threads": args.threads,
-        "models": {"detector": args.detector, "pose": args.pose_model},
-        "results": rows,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(
+        args.output,
+        "serve_throughput",
+        images=len(images),
+        passes=args.passes,
+        threads=args.threads,
+        models={"detector": args.detector, "pose": args.pose_model},
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

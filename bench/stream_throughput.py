@@ -12,9 +12,7 @@ JSON (default bench/results/stream_throughput.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _report import write_report
 
 from service.api.client import SourceFrame, stream, video_frames
 from service.api.gen import pose_pb2 as pb
@@ -117,18 +116,13 @@ def main() -> None:
     finally:
         if svc is not None:
             svc.stop()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    report = {
-        "benchmark": "stream_throughput",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": load},
-        "video": str(args.video),
-        "frames_per_stream": len(frames),
-        "results": rows,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(
+        args.output,
+        "stream_throughput",
+        video=str(args.video),
+        frames_per_stream=len(frames),
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

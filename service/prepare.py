@@ -1,8 +1,9 @@
 """Make the runtime model repository hold the models ``serve`` needs.
 
-For each default model: keep what the repository has, add a newly pulled official file as the
-next version, and, for the pose model only, fall back to an untrained seeded export when no
-weights can be had offline (labelled as such everywhere it is served).
+For each default model: keep what the repository has and add a newly pulled official file as the
+next version. Without official RTMPose weights (offline, no mirror), the default pose model is
+the one trained and shipped with rtmserve; an explicitly chosen pose model can instead be
+served as an untrained seeded export when allowed (labelled as such everywhere).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.models import ModelUnavailable, PulledModel, get_entry, pull
+from service.models.catalogue import bundled_card
 from service.models.checksums import sha256_file
 from service.models.convert import SEEDED_SEED, ConversionUnavailable, export_seeded
 from service.repository.install import ensure_pipeline, install_model, refresh
-from service.repository.records import RECORD_FILE, read_record
+from service.repository.records import RECORD_FILE, read_record, write_defaults
+from service.repository.register import register
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+OFFICIAL_DEFAULT_POSE = "rtmpose-m"
 
 
 @dataclass
@@ -73,7 +77,12 @@ def _install_seeded(settings: Settings, name: str) -> int:
         )
 
 
-def ensure_model(settings: Settings, name: str, task: str, report: Prepared) -> None:
+def ensure_model(
+    settings: Settings, name: str, report: Prepared, untrained_ok: bool = False
+) -> None:
+    """``name`` serves from the repository; a newly obtainable official file becomes the next
+    version. Raises ``ModelUnavailable`` when nothing can be served (unless ``untrained_ok``:
+    then a seeded export serves, labelled untrained)."""
     repo = settings.repository_dir
     present = (repo / name / RECORD_FILE).exists()
     if present and not _serving_is_untrained(repo, name):
@@ -87,7 +96,7 @@ def ensure_model(settings: Settings, name: str, task: str, report: Prepared) -> 
             progress=True,
         )
     except ModelUnavailable as exc:
-        if task != "pose":
+        if not untrained_ok:
             raise
         if not present:
             log.warning("%s", exc)
@@ -106,12 +115,57 @@ def ensure_model(settings: Settings, name: str, task: str, report: Prepared) -> 
         report.installed.append(f"{name} v{version} from {pulled.origin}")
 
 
+def ensure_bundled_pose_model(settings: Settings, report: Prepared) -> str:
+    """The pose model trained by this project and shipped in ``models/``, registered through
+    the normal registration path (version 1 in a fresh repository)."""
+    card = bundled_card()
+    if card is None:
+        raise ModelUnavailable("no pose model is bundled with this installation")
+    name = card["name"]
+    if not (settings.repository_dir / name / RECORD_FILE).exists():
+        entry = get_entry(name)
+        pulled = pull(entry, settings.models_dir, allow_download=False, progress=False)
+        done = register(
+            settings.repository_dir, name, pulled.path, card["evaluation"],
+            settings.serving_options, triton=None, spec=entry.spec,
+            extra_meta={"source": f"bundled with rtmserve ({card['card']})",
+                        "sha256": pulled.sha256, "catalogue": name},
+        )  # fmt: skip
+        report.installed.append(f"{name} v{done.version} (bundled, trained by rtmserve)")
+    return name
+
+
+def ensure_pose_model(settings: Settings, report: Prepared) -> str:
+    """The pose model to serve by default, as ``prepare`` decides it.
+
+    A pose model named in the settings must be available (or, with ``allow_untrained``, is
+    served as a labelled seeded export). Unset: official RTMPose-m when its weights can be
+    had, else the pose model trained and shipped with rtmserve.
+    """
+    if settings.pose_model:
+        ensure_model(settings, settings.pose_model, report, settings.allow_untrained)
+        return settings.pose_model
+    try:
+        ensure_model(settings, OFFICIAL_DEFAULT_POSE, report)
+        return OFFICIAL_DEFAULT_POSE
+    except ModelUnavailable as exc:
+        name = ensure_bundled_pose_model(settings, report)
+        first_line = str(exc).splitlines()[0]
+        report.warnings.append(
+            f"serving {name}, the pose model trained by rtmserve (not the official RTMPose; "
+            f"see models/{name}/MODEL_CARD.md), because {first_line} "
+            f"`rtmserve models pull {OFFICIAL_DEFAULT_POSE}` says how to supply it"
+        )
+        return name
+
+
 def prepare_repository(settings: Settings) -> Prepared:
     repo = settings.repository_dir
     repo.mkdir(parents=True, exist_ok=True)
     report = Prepared(repo)
     refresh(repo, settings.serving_options)
     ensure_pipeline(repo, settings.serving_options)
-    ensure_model(settings, settings.detector, "detector", report)
-    ensure_model(settings, settings.pose_model, "pose", report)
+    ensure_model(settings, settings.detector, report)
+    pose = ensure_pose_model(settings, report)
+    write_defaults(repo, detector=settings.detector, pose_model=pose)
     return report

@@ -74,7 +74,7 @@ async def _serve_http_and_grpc(settings: Settings) -> None:
     url = settings.triton_url or f"localhost:{settings.triton_grpc_port}"
     client = PipelineClient(url, settings.inference_timeout_s)
     try:
-        grpc_server = GrpcServer(settings, client, ModelIndex(settings.repository_dir))
+        grpc_server = GrpcServer(settings, client, ModelIndex(settings.repository_dir, settings))
         config = uvicorn.Config(
             create_app(settings, client),
             host=settings.host,

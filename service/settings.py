@@ -41,7 +41,16 @@ class Settings(BaseSettings):
     )
 
     detector: str = "rtmdet-nano"
-    pose_model: str = "rtmpose-m"
+    pose_model: str | None = Field(
+        default=None,
+        description="default pose model; unset: RTMPose-m when its weights can be had, else "
+        "the pose model trained and shipped with rtmserve (what `prepare` chose)",
+    )
+    allow_untrained: bool = Field(
+        default=False,
+        description="serve an explicitly chosen pose model whose weights are unavailable as an "
+        "untrained seeded export (labelled as such) instead of failing",
+    )
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     max_persons: int = Field(default=100, ge=1)
 

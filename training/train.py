@@ -50,6 +50,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float | None = None  # default: 4e-3 per 256 samples, the RTMPose setting
     weight_decay: float = 0.05
+    clip_grad: float | None = None  # max gradient norm (stabilises higher learning rates)
     warmup_iters: int = 1000
     stage2_epochs: int | None = None  # default: the paper's 30 of 420 epochs, scaled
     augment: str = "strong"  # "strong" (the paper's) | "light" (stage 2 throughout) | "none"
@@ -164,12 +165,13 @@ class Trainer:
         cfg = self.cfg
         instances: list[Instance] = []
         val_dir, val_ids = (Path(cfg.val), None) if cfg.val else (None, None)
-        for i, d in enumerate(cfg.data):
-            ids = None
-            if i == 0 and cfg.holdout > 0:
-                ids, held = split_images(d, cfg.holdout, cfg.seed)
-                val_dir, val_ids = Path(d), held
-            instances += load_instances(d, ids)
+        train_ids = None
+        if cfg.holdout > 0:
+            train_ids, val_ids = split_images(cfg.data[0], cfg.holdout, cfg.seed)
+            val_dir = Path(cfg.data[0])
+        for d in cfg.data:  # a folder listed twice is sampled twice as often
+            held_out = val_dir is not None and Path(d).resolve() == val_dir.resolve()
+            instances += load_instances(d, train_ids if held_out and train_ids else None)
         return instances, val_dir, val_ids
 
     def _initialise(self) -> None:
@@ -219,6 +221,9 @@ class Trainer:
         loss = kl_discrete_loss(pred, (tx, ty), w)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.cfg.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.ema.update(self.model)
@@ -344,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float)
+    p.add_argument("--clip-grad", type=float, help="max gradient norm")
     p.add_argument("--augment", choices=("strong", "light", "none"), default="strong")
     p.add_argument("--stage2-epochs", type=int)
     p.add_argument("--holdout", type=float, default=0.0)
@@ -359,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     cfg = TrainConfig(
         data=a.data, out=a.out, variant=a.variant, input_size=tuple(a.input_size), init=a.init,
-        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, augment=a.augment,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, clip_grad=a.clip_grad,
+        augment=a.augment,
         stage2_epochs=a.stage2_epochs, holdout=a.holdout, val=a.val, eval_every=a.eval_every,
         seed=a.seed, workers=a.workers, threads=a.threads, device=a.device, amp=not a.no_amp,
         max_iters=a.max_iters,

@@ -71,8 +71,40 @@ class PoseSpec:
         return _from_dict(cls, data)
 
 
-def spec_from_dict(data: dict[str, Any]) -> DetectorSpec | PoseSpec:
-    return {"detector": DetectorSpec, "pose": PoseSpec}[data["kind"]].from_dict(data)
+@dataclass(frozen=True)
+class OneStageSpec:
+    """RTMO: whole image in, ``dets`` [1,N,5] + ``keypoints`` [1,N,K,3] out (no detector stage).
+
+    Preprocessing is the detector's letterbox (keep ratio, pad 114) on raw BGR pixels.
+    """
+
+    kind: Literal["one-stage"] = "one-stage"
+    input_size: tuple[int, int] = (640, 640)
+    pad_value: int = 114
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    to_rgb: bool = False
+    score_thr: float = 0.1
+    nms_thr: float = 0.65
+    keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OneStageSpec:
+        return _from_dict(cls, data)
+
+
+SPEC_KINDS = {"detector": DetectorSpec, "pose": PoseSpec, "one-stage": OneStageSpec}
+
+
+def spec_from_dict(data: dict[str, Any]) -> DetectorSpec | PoseSpec | OneStageSpec:
+    return SPEC_KINDS[data["kind"]].from_dict(data)
 
 
 def _from_dict(cls, data: dict[str, Any]):

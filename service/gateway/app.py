@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service import __version__
+from service.metrics.http import instrument
 from service.settings import Settings
 from service.triton.client import PipelineClient
 
 from . import runtime, video
 from .decode import decode_image
+from .deps import get_client, get_index, get_settings
 from .errors import ApiError
 from .estimate import PoseQuery, estimate_pose
 from .models import ModelIndex
@@ -51,18 +53,6 @@ IMAGE_BODY = {
         },
     }
 }
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def get_client(request: Request) -> PipelineClient:
-    return request.app.state.client
-
-
-def get_index(request: Request) -> ModelIndex:
-    return request.app.state.index
 
 
 router = APIRouter()
@@ -148,7 +138,9 @@ async def models(
         for r in records
     ]
     return ModelsResponse(
-        models=out, default_detector=settings.detector, default_pose_model=settings.pose_model
+        models=out,
+        default_detector=index.default("detector"),
+        default_pose_model=index.default("pose"),
     )
 
 
@@ -184,10 +176,11 @@ def create_app(settings: Settings, client: PipelineClient | None = None) -> Fast
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.index = ModelIndex(settings.repository_dir)
+    app.state.index = ModelIndex(settings.repository_dir, settings)
     app.include_router(router)
     app.include_router(video.router)
     app.include_router(runtime.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    instrument(app)  # GET /metrics; counts requests and error codes
     return app

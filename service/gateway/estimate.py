@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.metrics.observe import observe_result
 from service.settings import Settings
 from service.triton.client import InferenceFailed, PipelineClient, TritonUnavailable
 
@@ -39,10 +40,8 @@ async def estimate_pose(
 ) -> PoseResponse:
     """Models are resolved before ``load`` reads the image, so a bad name costs no upload."""
     t0 = time.perf_counter()
-    det = index.serving(query.detector or settings.detector, "detector")
-    pose_served = (
-        index.serving(query.pose_model or settings.pose_model, "pose") if query.keypoints else None
-    )
+    det = index.serving(query.detector, "detector")
+    pose_served = index.serving(query.pose_model, "pose") if query.keypoints else None
     names = index.keypoint_names(pose_served)
     image, fmt = await load()
     t1 = time.perf_counter()
@@ -59,7 +58,7 @@ async def estimate_pose(
     except InferenceFailed as exc:
         raise UpstreamError(f"inference failed: {exc}") from exc
     t2 = time.perf_counter()
-    return pose_response(
+    response = pose_response(
         image,
         fmt,
         result,
@@ -70,3 +69,6 @@ async def estimate_pose(
         inference_ms=(t2 - t1) * 1e3,
         total_ms=(time.perf_counter() - t0) * 1e3,
     )
+    format_s = time.perf_counter() - t2  # arrays -> response models
+    observe_result("image", response.timings, len(response.persons), format_s)
+    return response

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.repository.records import ModelRecord, RecordCache
+from service.repository.records import ModelRecord, RecordCache, read_defaults
+from service.settings import Settings
 from service.triton.client import ModelRef
 
 from .errors import UnknownModel
+
+FALLBACK_DEFAULTS = {"detector": "rtmdet-nano", "pose_model": "rtmpose-m"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ class ServedModel:
 class ModelIndex:
     """Reads the runtime repository's records (cached by file mtime)."""
 
-    def __init__(self, repository: Path) -> None:
+    def __init__(self, repository: Path, settings: Settings | None = None) -> None:
+        self.repository = Path(repository)
+        self.settings = settings
         self.records = RecordCache(repository)
 
     def record(self, name: str) -> ModelRecord:
@@ -46,7 +51,15 @@ class ModelIndex:
             known = ", ".join(self.records.names()) or "none"
             raise UnknownModel(f"no model named {name!r} (available: {known})") from None
 
-    def serving(self, name: str, task: str) -> ServedModel:
+    def default(self, task: str) -> str:
+        """The model a request that names none gets: the setting, else ``prepare``'s choice."""
+        key = "pose_model" if task == "pose" else "detector"
+        explicit = getattr(self.settings, key) if self.settings else None
+        return explicit or read_defaults(self.repository).get(key) or FALLBACK_DEFAULTS[key]
+
+    def serving(self, name: str | None, task: str) -> ServedModel:
+        """The serving version of ``name`` (``None``: the default model of that task)."""
+        name = name or self.default(task)
         record = self.record(name)
         if record.task != task:
             raise UnknownModel(f"{name!r} is a {record.task} model, not a {task} model")

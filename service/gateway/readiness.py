@@ -22,7 +22,8 @@ async def check_readiness(
     reason = None if triton else f"Triton at {client.url} is not ready"
     if triton:
         refs = [(PIPELINE_MODEL, 1)]
-        for name, task in ((settings.detector, "detector"), (settings.pose_model, "pose")):
+        for task in ("detector", "pose"):
+            name = index.default(task)
             try:
                 served = index.serving(name, task)
                 refs.append((name, served.ref.version))

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from service.metrics.observe import observe_error
 from service.settings import Settings
 from service.triton.client import PipelineClient
 from service.video.container import InvalidVideo, decode, probe
@@ -24,6 +25,7 @@ from service.video.options import StreamOptions
 from service.video.schemas import FrameResult
 from service.video.session import StreamModels, StreamSession, run_stream
 
+from .deps import get_client, get_index, get_settings
 from .errors import ApiError
 from .models import ModelIndex
 from .schemas import ErrorResponse
@@ -59,18 +61,6 @@ class NDJSONResponse(StreamingResponse):
     media_type = NDJSON
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def _client(request: Request) -> PipelineClient:
-    return request.app.state.client
-
-
-def _index(request: Request) -> ModelIndex:
-    return request.app.state.index
-
-
 @router.post(
     "/v1/pose/video",
     response_class=NDJSONResponse,
@@ -81,9 +71,9 @@ def _index(request: Request) -> ModelIndex:
 async def pose_video(
     request: Request,
     options: Annotated[StreamOptions, Query()],
-    settings: Settings = Depends(_settings),
-    client: PipelineClient = Depends(_client),
-    index: ModelIndex = Depends(_index),
+    settings: Settings = Depends(get_settings),
+    client: PipelineClient = Depends(get_client),
+    index: ModelIndex = Depends(get_index),
 ) -> NDJSONResponse:
     models = StreamModels.resolve(index, settings, options)
     data = await read_upload(request, settings.max_video_bytes, InvalidVideo)
@@ -102,4 +92,5 @@ async def _lines(session: StreamSession, data: bytes, codec: str) -> AsyncIterat
             async for result in results:
                 yield result.model_dump_json().encode() + b"\n"
         except ApiError as exc:  # over a limit, or Triton went away: say why, then stop
+            observe_error("http", exc.code)
             yield json.dumps(exc.body()).encode() + b"\n"

@@ -9,13 +9,13 @@ where nothing is known the entry says so and a pull records the sha256 it observ
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import PurePosixPath
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from service.core.keypoints import COCO_KEYPOINTS
-from service.core.specs import DetectorSpec, PoseSpec, spec_from_dict
+from service.core.specs import DetectorSpec, OneStageSpec, PoseSpec, spec_from_dict
 
 from .checksums import Checksums
 
@@ -25,47 +25,8 @@ ArtifactFormat = Literal["onnx", "zip", "pth"]
 _OMM = "https://download.openmmlab.com/mmpose/v1/projects"
 
 
-@dataclass(frozen=True)
-class OneStageSpec:
-    """RTMO: whole image in, ``dets`` [1,N,5] + ``keypoints`` [1,N,K,3] out (no detector stage).
-
-    Preprocessing is the detector's letterbox (keep ratio, pad 114) on raw BGR pixels.
-    ``input_size`` is (width, height), as in the other specs.
-    """
-
-    kind: Literal["one-stage"] = "one-stage"
-    input_size: tuple[int, int] = (640, 640)
-    pad_value: int = 114
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    to_rgb: bool = False
-    score_thr: float = 0.1
-    nms_thr: float = 0.65
-    keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
-
-    @property
-    def num_keypoints(self) -> int:
-        return len(self.keypoint_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OneStageSpec:
-        known = {f.name for f in fields(cls)}
-        return cls(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-        )
-
-
 ModelSpec = DetectorSpec | PoseSpec | OneStageSpec
-
-
-def model_spec_from_dict(data: dict[str, Any]) -> ModelSpec:
-    """Like ``service.core.specs.spec_from_dict`` but also knows the one-stage spec."""
-    if data.get("kind") == "one-stage":
-        return OneStageSpec.from_dict(data)
-    return spec_from_dict(data)
+model_spec_from_dict = spec_from_dict  # the one parser of every spec kind (service.core.specs)
 
 
 @dataclass(frozen=True)
@@ -283,7 +244,42 @@ def _build() -> dict[str, ModelEntry]:
     return {e.name: e for e in entries}
 
 
-CATALOGUE: dict[str, ModelEntry] = _build()
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def bundled_card() -> dict[str, Any] | None:
+    """``card.json`` of the pose model shipped in ``models/`` (trained by rtmserve), if any."""
+    cards = sorted(BUNDLED_DIR.glob("*/card.json"))
+    if not cards:
+        return None
+    card = json.loads(cards[0].read_text())
+    card["card"] = str(cards[0].with_name("MODEL_CARD.md").relative_to(BUNDLED_DIR.parent))
+    card["file"] = cards[0].with_name(card["file"])
+    return card
+
+
+def _bundled() -> list[ModelEntry]:
+    card = bundled_card()
+    if card is None:
+        return []
+    return [
+        ModelEntry(
+            name=card["name"],
+            task="pose",
+            spec=PoseSpec(input_size=tuple(card["input_size"])),
+            source=Source(url=card["file"].as_uri(), format="onnx"),
+            onnx_checksums=Checksums(sha256=card["sha256"]),
+            dataset=card["data_summary"],
+            summary=card["summary"],
+            ap=card["evaluation"]["ap"] * 100,
+            ap_note="coco_val_subset (110 COCO val2017 images), GT boxes: NOT the official zoo",
+            params_m=card["params_m"],
+            variant=card["variant"],
+        )
+    ]
+
+
+CATALOGUE: dict[str, ModelEntry] = {**_build(), **{e.name: e for e in _bundled()}}
 
 
 def list_entries() -> list[ModelEntry]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from .catalogue import (
     CATALOGUE,
@@ -215,6 +217,9 @@ def pull(
     hit = _verify_cached(entry, dest_dir / entry.name)
     if hit is not None:
         return hit
+    if entry.source.url.startswith("file:"):  # bundled with rtmserve: local, even offline
+        local = Path(url2pathname(urlparse(entry.source.url).path))
+        return install_file(entry, local, dest_dir, origin=f"bundled:{local}")
     if entry.source.format == "pth":
         ensure_converter_available()  # before fetching a checkpoint we could not convert
     dirs = mirror_dirs(mirror)

@@ -17,6 +17,7 @@ from typing import Any
 from service.core.specs import DetectorSpec, PoseSpec, spec_from_dict
 
 RECORD_FILE = "rtmserve.json"
+DEFAULTS_FILE = "defaults.json"  # repository level: which models serve when none is named
 
 
 @dataclass
@@ -97,3 +98,15 @@ class RecordCache:
 
     def names(self) -> list[str]:
         return sorted(p.parent.name for p in self.repository.glob(f"*/{RECORD_FILE}"))
+
+
+def read_defaults(repository: Path) -> dict[str, str]:
+    try:
+        return json.loads((Path(repository) / DEFAULTS_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def write_defaults(repository: Path, **defaults: str) -> None:
+    current = read_defaults(repository)
+    write_atomic(Path(repository) / DEFAULTS_FILE, json.dumps({**current, **defaults}, indent=2))

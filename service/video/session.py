@@ -21,6 +21,7 @@ from service.gateway.errors import ApiError, PayloadTooLarge, ServiceUnavailable
 from service.gateway.format import model_used, person_fields
 from service.gateway.models import ModelIndex, ServedModel
 from service.gateway.schemas import ErrorDetail, ImageInfo, ModelsUsed, Timings
+from service.metrics.streams import metered_stream
 from service.settings import Settings
 from service.triton.client import InferenceFailed, PipelineClient, TritonUnavailable
 
@@ -56,8 +57,8 @@ class StreamModels:
     @classmethod
     def resolve(cls, index: ModelIndex, settings: Settings, options: StreamOptions) -> StreamModels:
         """Raises ``UnknownModel`` (404 / NOT_FOUND) before any frame is read."""
-        detector = index.serving(options.detector or settings.detector, "detector")
-        pose = index.serving(options.pose_model or settings.pose_model, "pose")
+        detector = index.serving(options.detector, "detector")
+        pose = index.serving(options.pose_model, "pose")
         return cls(detector, pose, index.keypoint_names(pose))
 
 
@@ -230,9 +231,11 @@ class StreamSession:
 
 
 async def run_stream(
-    session: StreamSession, frames: AsyncIterator[FrameInput]
+    session: StreamSession, frames: AsyncIterator[FrameInput], api: str = "http"
 ) -> AsyncIterator[FrameResult]:
-    """Results in frame order; counted in ``ACTIVE_STREAMS`` while it runs."""
-    with ACTIVE_STREAMS.track():
+    """Results in frame order; counted in ``ACTIVE_STREAMS`` and the ``api``'s metrics."""
+    with ACTIVE_STREAMS.track(), metered_stream(api) as meter:
         async for frame in frames:
-            yield await session.process(frame)
+            result = await session.process(frame)
+            meter.frame(result)
+            yield result
