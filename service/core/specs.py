@@ -18,8 +18,26 @@ BGR_MEAN = RGB_MEAN[::-1]
 BGR_STD = RGB_STD[::-1]
 
 
+class _Spec:
+    """JSON round trip shared by every spec (lists come back as the tuples they were)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        )
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class DetectorSpec:
+class DetectorSpec(_Spec):
     """A person detector exported the MMDeploy way (NMS inside the graph: ``dets``, ``labels``).
 
     ``input_size`` is (width, height). ``mean``/``std`` apply to the channel order the model
@@ -36,16 +54,9 @@ class DetectorSpec:
     person_label: int = 0
     batchable: bool = False  # official end2end exports with in-graph NMS only run at batch 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class PoseSpec:
+class PoseSpec(_Spec):
     """A top-down SimCC pose model (RTMPose): crop in, ``simcc_x``/``simcc_y`` out."""
 
     kind: Literal["pose"] = "pose"
@@ -59,20 +70,9 @@ class PoseSpec:
     simcc_split_ratio: float = 2.0
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
 
-    @property
-    def num_keypoints(self) -> int:
-        return len(self.keypoint_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PoseSpec:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class OneStageSpec:
+class OneStageSpec(_Spec):
     """RTMO: whole image in, ``dets`` [1,N,5] + ``keypoints`` [1,N,K,3] out (no detector stage).
 
     Preprocessing is the detector's letterbox (keep ratio, pad 114) on raw BGR pixels.
@@ -88,26 +88,9 @@ class OneStageSpec:
     nms_thr: float = 0.65
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
 
-    @property
-    def num_keypoints(self) -> int:
-        return len(self.keypoint_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OneStageSpec:
-        return _from_dict(cls, data)
-
 
 SPEC_KINDS = {"detector": DetectorSpec, "pose": PoseSpec, "one-stage": OneStageSpec}
 
 
 def spec_from_dict(data: dict[str, Any]) -> DetectorSpec | PoseSpec | OneStageSpec:
     return SPEC_KINDS[data["kind"]].from_dict(data)
-
-
-def _from_dict(cls, data: dict[str, Any]):
-    known = {f.name for f in fields(cls)}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-    return cls(**kwargs)
