@@ -64,7 +64,7 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
                 return
             is_config = first.WhichOneof("kind") == "config"
             options = stream_options(first.config if is_config else pb.StreamConfig())
-            models = StreamModels.resolve(self.index, self.settings, options)
+            models = StreamModels.resolve(self.index, options)
             session = StreamSession(self.client, models, options, self.settings)
             frames = self._frames(None if is_config else first, requests)
             async with aclosing(run_stream(session, frames, api="grpc")) as results:

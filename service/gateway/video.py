@@ -75,7 +75,7 @@ async def pose_video(
     client: PipelineClient = Depends(get_client),
     index: ModelIndex = Depends(get_index),
 ) -> NDJSONResponse:
-    models = StreamModels.resolve(index, settings, options)
+    models = StreamModels.resolve(index, options)
     data = await read_upload(request, settings.max_video_bytes, InvalidVideo)
     limits = (settings.max_video_frames, settings.max_video_seconds, settings.max_image_pixels)
     info = await run_in_threadpool(probe, data, *limits)

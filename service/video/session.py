@@ -55,7 +55,7 @@ class StreamModels:
     keypoint_names: tuple[str, ...]
 
     @classmethod
-    def resolve(cls, index: ModelIndex, settings: Settings, options: StreamOptions) -> StreamModels:
+    def resolve(cls, index: ModelIndex, options: StreamOptions) -> StreamModels:
         """Raises ``UnknownModel`` (404 / NOT_FOUND) before any frame is read."""
         detector = index.serving(options.detector, "detector")
         pose = index.serving(options.pose_model, "pose")
