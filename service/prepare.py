@@ -115,6 +115,14 @@ def ensure_model(
         report.installed.append(f"{name} v{version} from {pulled.origin}")
 
 
+def _bundled_notice(name: str, card: dict) -> str:
+    return (
+        f"{name} was trained by rtmserve on open data and is NOT the official RTMPose "
+        f"({100 * card['evaluation']['ap']:.1f} AP on 110 COCO val2017 images, see "
+        f"{card['card']}); `rtmserve models pull {OFFICIAL_DEFAULT_POSE}` installs the official one"
+    )
+
+
 def ensure_bundled_pose_model(settings: Settings, report: Prepared) -> str:
     """The pose model trained by this project and shipped in ``models/``, registered through
     the normal registration path (version 1 in a fresh repository)."""
@@ -129,7 +137,8 @@ def ensure_bundled_pose_model(settings: Settings, report: Prepared) -> str:
             settings.repository_dir, name, pulled.path, card["evaluation"],
             settings.serving_options, triton=None, spec=entry.spec,
             extra_meta={"source": f"bundled with rtmserve ({card['card']})",
-                        "sha256": pulled.sha256, "catalogue": name},
+                        "sha256": pulled.sha256, "catalogue": name,
+                        "notice": _bundled_notice(name, card)},
         )  # fmt: skip
         report.installed.append(f"{name} v{done.version} (bundled, trained by rtmserve)")
     return name

@@ -6,8 +6,9 @@
 Exports the run's EMA weights, evaluates the export on coco_val_subset (ground-truth boxes,
 and end to end with the RTMDet-nano boxes through the serving pipeline's code) and on the
 run's held-back images, and writes ``card.json`` (what the service reads: name, checksum,
-spec, evaluation) and ``MODEL_CARD.md`` (what people read). ``--experiments`` adds the table
-of the other runs tried, read from their folders.
+spec, evaluation) and ``MODEL_CARD.md`` (what people read, rendered from the same figures so
+the two cannot disagree). ``--experiments`` adds the table of the other runs tried, read from
+their folders. ``--render-only`` rewrites MODEL_CARD.md from an existing card.json.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SHARED = ROOT.parent / "shared"
 EVAL_SET = SHARED / "data" / "coco_val_subset"
 DETECTOR = SHARED / "models" / "rtmdet-nano_person_320x320_ort-end2end" / "end2end.onnx"
 MAX_BYTES = 20 * 1024 * 1024
+CROP = "affine"  # training crops with warpAffine (training.augment), so the model is served so
 
 
 def _sha256(path: Path) -> str:
@@ -57,6 +59,116 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _eval_row(label: str, r: dict[str, Any]) -> str:
+    cells = [_pct(r[k]) for k in ("ap", "ap50", "ap75", "ap_m", "ap_l", "ar")]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """MODEL_CARD.md: every figure comes from card.json."""
+    r = card["recipe"]
+    w, h = r["input_size"]
+    gt, e2e = card["evaluation"], card["evaluation_end_to_end"]
+    data = "\n".join(f"  - `{Path(d).name}`" + (f" x{n}" if n > 1 else "")
+                     for d, n in _counts(r["data"]))  # fmt: skip
+    experiments = "\n".join(
+        f"| {e['run']} | {e['variant']} | {e['init']} | {e['input']} | {e['augment']} | "
+        f"{e['lr']:g} | {e['epochs']} | {_pct(e['held_back_ap'])} | "
+        f"{_pct(e['coco_val_subset_ap'])} |"
+        for e in card["experiments"]
+    )
+    arch = (
+        f"variant `{card['variant']}`: RTMDet-nano's CSPNeXt backbone (depthwise, widen 0.25, "
+        f"deepen 0.33) + RTMCC head, {card['params_m']:.2f} M parameters"
+    )
+    return f"""# {card["name"]}: a pose model trained by rtmserve
+
+> **This is not the official RTMPose.** It is an RTMPose-style model (RTMCC SimCC head) that
+> rtmserve trained itself, on a 2-core CPU, from about 6,500 openly licensed labelled people, so
+> that an offline installation shows real skeletons instead of random keypoints. It is far less
+> accurate than OpenMMLab's models (RTMPose-t: 68.5 AP on COCO val2017). To serve the official
+> weights instead, run `rtmserve models pull rtmpose-m` (internet, or `--mirror DIR` holding
+> the official file) and restart: `rtmserve prepare` then makes RTMPose-m the default.
+
+| | |
+|---|---|
+| file | `models/{card["name"]}/{card["file"]}` ({card["size_bytes"] / 1e6:.1f} MB) |
+| sha256 | `{card["sha256"]}` |
+| input | {h}x{w} (height x width), BGR image, RTMPose normalisation, `{card["crop"]}` crop |
+| output | SimCC x/y, 17 COCO keypoints, split ratio 2 |
+| architecture | {arch} |
+| weights | {card["checkpoint"]} |
+
+## Evaluation: `coco_val_subset` (110 COCO val2017 images, {gt["instances"]} people)
+
+COCO keypoint AP (OKS, pycocotools protocol), %:
+
+| boxes | AP | AP50 | AP75 | AP (M) | AP (L) | AR |
+|---|---|---|---|---|---|---|
+{_eval_row("ground truth", gt)}
+{_eval_row("RTMDet-nano 320 (end to end, served pipeline)", e2e)}
+
+The end-to-end figure is what `POST /v1/pose` gives; `tests/test_shipped_model.py` checks the
+file's checksum against this card and that the live service scores within 1 AP of it. The
+evaluation set is small (110 images): expect a few AP of noise between similar models.
+
+## Data
+
+Never trained on `coco_val_subset`. Keypoints a set lacks (LSPET has no face points,
+`coco_train_partial` has partial labels) are masked out of the loss, as in the body7 recipe.
+COCO-style sets are listed three times (over-sampled) because the evaluation is COCO:
+
+{data}
+
+## Recipe
+
+{r["epochs"]} epochs, batch {r["batch_size"]}, AdamW (lr {r["lr"]:g}, weight decay
+{r["weight_decay"]:g}, gradient norm clipped at {r["clip_grad"]}), linear warm-up, flat to
+half-way then cosine to 5 %, EMA weights (what is shipped), KL-divergence SimCC loss with
+Gaussian labels. Augmentation `{r["augment"]}`: the RTMPose stage-2 transforms throughout
+(flip, half body, scale 0.75-1.25, rotation up to 60 degrees, HSV, blur, coarse dropout).
+Backbone initialised from the RTMDet-nano person detector in `../shared/models`.
+
+Reproduce (from the repository root, `pip install -e '.[train]'`; on CPU it takes a few hours,
+with `--device cuda` minutes):
+
+```bash
+{card["command"]}
+python -m training.model_card runs/{card["name"]} --name {card["name"]} \\
+    --out models/{card["name"]} --command "..." --experiments runs/compare/*
+```
+
+## Experiments
+
+Equal budget (10 epochs at 128x96, 25 % of `train_coco_extra` held back for model selection;
+`training/recipes/compare.sh`), AP in %:
+
+| run | variant | init | input | augment | lr | epochs | held-back AP | coco_val_subset AP |
+|---|---|---|---|---|---|---|---|---|
+{experiments}
+
+## Limitations
+
+- Accuracy is far below the official models: small data (6.5k people against COCO's 150k),
+  low input resolution and a CPU-sized schedule. Small, occluded and crowded people fare worst.
+- Face keypoints have fewer training labels than body joints (LSPET lacks them).
+- Trained on photos of single, mostly full-body people (sports, fashion) plus a few hundred COCO
+  people; unusual poses, viewpoints and domains (thermal, drawings) are untested.
+- Keypoint scores are not calibrated probabilities.
+"""
+
+
+def _counts(items: list[str]) -> list[tuple[str, int]]:
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item] = seen.get(item, 0) + 1
+    return list(seen.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.model_card",
@@ -68,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--command", required=True, help="the exact training command, for the card")
     p.add_argument("--experiments", type=Path, nargs="*", default=[])
+    p.add_argument("--render-only", action="store_true", help="only rewrite MODEL_CARD.md")
     args = p.parse_args(argv)
+    if args.render_only:
+        card = json.loads((args.out / "card.json").read_text())
+        (args.out / "MODEL_CARD.md").write_text(render_markdown(card))
+        return 0
 
     ckpt_path = args.run / ("best.pth" if (args.run / "best.pth").exists() else "last.pth")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -81,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if onnx_file.stat().st_size > MAX_BYTES:
         raise SystemExit(f"{onnx_file} is {onnx_file.stat().st_size} bytes > 20 MB")
 
-    spec = PoseSpec(input_size=size)
+    spec = PoseSpec(input_size=size, crop=CROP)
     pose = (spec, onnx_estimator(onnx_file))
     gt = evaluate(EVAL_SET, pose, progress=True)
     e2e = evaluate(EVAL_SET, pose, (DetectorSpec(), onnx_detector(DETECTOR)), progress=True)
@@ -97,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "size_bytes": onnx_file.stat().st_size,
         "variant": cfg["variant"],
         "input_size": list(size),
+        "crop": CROP,
         "params_m": round(count_parameters(model) / 1e6, 3),
         "summary": "RTMPose-style top-down pose model trained by rtmserve on open data "
         "(NOT an official OpenMMLab RTMPose)",
@@ -110,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "experiments": [run_summary(r) for r in args.experiments],
     }
     (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (args.out / "MODEL_CARD.md").write_text(render_markdown(card))
     print(json.dumps({k: card[k] for k in ("name", "sha256", "size_bytes")}, indent=2))
     print(f"AP (GT boxes) {gt.ap:.4f}  AP (RTMDet-nano boxes) {e2e.ap:.4f}")
     return 0

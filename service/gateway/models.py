@@ -28,7 +28,7 @@ class ServedModel:
     @property
     def warning(self) -> str | None:
         if self.trained:
-            return None
+            return self.meta.get("notice")  # e.g. the bundled model: not the official weights
         return (
             f"{self.ref.name} v{self.ref.version} is an UNTRAINED export with seeded random "
             "weights: its keypoints are meaningless. Pull official weights "

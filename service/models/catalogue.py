@@ -266,7 +266,7 @@ def _bundled() -> list[ModelEntry]:
         ModelEntry(
             name=card["name"],
             task="pose",
-            spec=PoseSpec(input_size=tuple(card["input_size"])),
+            spec=PoseSpec(input_size=tuple(card["input_size"]), crop=card.get("crop", "sdk")),
             source=Source(url=card["file"].as_uri(), format="onnx"),
             onnx_checksums=Checksums(sha256=card["sha256"]),
             dataset=card["data_summary"],

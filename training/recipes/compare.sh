@@ -17,7 +17,8 @@ common=(--epochs 10 --batch-size 64 --holdout 0.25 --eval-every 2 --input-size 9
 run() {  # name, extra args...
   local name=$1; shift
   if [ ! -f "$runs/$name/model.onnx" ]; then
-    [ -f "$runs/$name/last.pth" ] || python -m training.train $data --out "$runs/$name" "${common[@]}" "$@"
+    local resume=(); [ -f "$runs/$name/last.pth" ] && resume=(--resume)  # finishes a cut-off run
+    python -m training.train $data --out "$runs/$name" "${common[@]}" "$@" "${resume[@]}"
     python -m training.export --run "$runs/$name/last.pth" --output "$runs/$name/model.onnx" >/dev/null
   fi
   [ -f "$runs/$name/coco_val_subset.json" ] || python -m training.evaluate "$d/coco_val_subset" \
@@ -27,5 +28,5 @@ run() {  # name, extra args...
 run n-rtmdet-light-lr1e-3 --variant n --init "onnx:$rtmdet" --augment light --lr 1e-3
 run n-rtmdet-light-lr2e-3 --variant n --init "onnx:$rtmdet" --augment light --lr 2e-3 --clip-grad 35
 run n-rtmdet-light-lr4e-3 --variant n --init "onnx:$rtmdet" --augment light --lr 4e-3 --clip-grad 35
-run n-rtmdet-strong-lr2e-3 --variant n --init "onnx:$rtmdet" --augment strong --lr 2e-3 --clip-grad 35
 run t-scratch-light-lr2e-3 --variant t --augment light --lr 2e-3 --clip-grad 35
+run n-rtmdet-strong-lr2e-3 --variant n --init "onnx:$rtmdet" --augment strong --lr 2e-3 --clip-grad 35
