@@ -8,7 +8,8 @@ and end to end with the RTMDet-nano boxes through the serving pipeline's code) a
 run's held-back images, and writes ``card.json`` (what the service reads: name, checksum,
 spec, evaluation) and ``MODEL_CARD.md`` (what people read, rendered from the same figures so
 the two cannot disagree). ``--experiments`` adds the table of the other runs tried, read from
-their folders. ``--render-only`` rewrites MODEL_CARD.md from an existing card.json.
+their folders. ``--render-only`` keeps an existing card's model and evaluation and only
+refreshes the experiments table and MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from service.core.specs import DetectorSpec, PoseSpec
-from training.dataset import split_images
+from training.dataset import load_instances, split_images
 from training.evaluate import evaluate, onnx_detector, onnx_estimator
 from training.models.rtmpose import build_rtmpose, count_parameters
 
@@ -40,9 +41,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _rows(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def run_summary(run: Path) -> dict[str, Any]:
     cfg = json.loads((run / "config.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(run)
     vals = [r["val_ap"] for r in rows if "val_ap" in r]
     coco = run / "coco_val_subset.json"
     return {
@@ -73,8 +78,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     r = card["recipe"]
     w, h = r["input_size"]
     gt, e2e = card["evaluation"], card["evaluation_end_to_end"]
-    data = "\n".join(f"  - `{Path(d).name}`" + (f" x{n}" if n > 1 else "")
-                     for d, n in _counts(r["data"]))  # fmt: skip
+    people = card.get("data_people", {})
+    data = "\n".join(
+        f"- `{Path(d).name}`" + (f": {people[d]:,} people" if d in people else "")
+        + (f", listed {n} times" if n > 1 else "")
+        for d, n in _counts(r["data"])
+    )  # fmt: skip
+    hours = card.get("train_seconds", 0) / 3600
     experiments = "\n".join(
         f"| {e['run']} | {e['variant']} | {e['init']} | {e['input']} | {e['augment']} | "
         f"{e['lr']:g} | {e['epochs']} | {_pct(e['held_back_ap'])} | "
@@ -133,8 +143,9 @@ Gaussian labels. Augmentation `{r["augment"]}`: the RTMPose stage-2 transforms t
 (flip, half body, scale 0.75-1.25, rotation up to 60 degrees, HSV, blur, coarse dropout).
 Backbone initialised from the RTMDet-nano person detector in `../shared/models`.
 
-Reproduce (from the repository root, `pip install -e '.[train]'`; on CPU it takes a few hours,
-with `--device cuda` minutes):
+Training took {hours:.1f} h on 2 CPU cores (no GPU was available). Reproduce from the
+repository root after `pip install -e '.[train]'` (seeded data order and augmentation;
+`--device cuda` on a GPU):
 
 ```bash
 {card["command"]}
@@ -180,10 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--command", required=True, help="the exact training command, for the card")
     p.add_argument("--experiments", type=Path, nargs="*", default=[])
-    p.add_argument("--render-only", action="store_true", help="only rewrite MODEL_CARD.md")
+    p.add_argument("--render-only", action="store_true",
+                   help="keep OUT's model and evaluation; refresh the experiments (if given) "
+                   "and rewrite MODEL_CARD.md")  # fmt: skip
     args = p.parse_args(argv)
     if args.render_only:
         card = json.loads((args.out / "card.json").read_text())
+        if args.experiments:
+            card["experiments"] = [run_summary(r) for r in args.experiments]
+        (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (args.out / "MODEL_CARD.md").write_text(render_markdown(card))
         return 0
 
@@ -222,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": f"{ckpt_path.name} (EMA, iteration {ckpt['iteration']})",
         "recipe": cfg,
         "command": args.command,
+        "data_people": {d: len(load_instances(d)) for d in dict.fromkeys(cfg["data"])},
+        "train_seconds": round(sum(r["seconds"] for r in _rows(args.run))),
         "evaluation": gt.to_dict(),
         "evaluation_end_to_end": e2e.to_dict(),
         "evaluation_held_back": held,
