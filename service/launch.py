@@ -37,6 +37,34 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM (a clean shutdown), then SIGKILL if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def wait_http_ready(
+    proc: subprocess.Popen, url: str, timeout: float, what: str, log: Callable[[], str]
+) -> None:
+    """Poll ``url`` until it answers 200; fail at once, with the log, if ``proc`` exits."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log()}")
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout, f"{what} to become ready")
+
+
 @dataclass
 class ServiceProcess:
     proc: subprocess.Popen
@@ -56,14 +84,7 @@ class ServiceProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
 
 def start_service(
@@ -104,16 +125,8 @@ def start_service(
         log,
     )
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rtmserve exited with {proc.returncode}:\n{svc.log_tail()}")
-        try:
-            return httpx.get(f"{svc.http}{ready_path}", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, timeout, "rtmserve to become ready")
+        wait_http_ready(proc, f"{svc.http}{ready_path}", timeout, "rtmserve", svc.log_tail)
     except BaseException:
         svc.stop()
         raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from service.launch import free_port, wait_until
+from service.launch import free_port, stop_process, wait_http_ready
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -67,13 +66,7 @@ class PrometheusServer:
         return [rule for group in groups for rule in group["rules"]]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def start_prometheus(work: Path, targets: dict[str, list[str]], interval: str) -> PrometheusServer:
@@ -100,16 +93,8 @@ def start_prometheus(work: Path, targets: dict[str, list[str]], interval: str) -
         )
     server = PrometheusServer(proc, f"http://127.0.0.1:{port}", config, log)
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            return httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, 60, "prometheus to become ready")
+        wait_http_ready(proc, f"{server.url}/-/ready", 60, "prometheus", log.read_text)
     except BaseException:
         server.stop()
         raise

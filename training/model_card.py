@@ -19,6 +19,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     data = "\n".join(
         f"- `{Path(d).name}`" + (f": {people[d]:,} people" if d in people else "")
         + (f", listed {n} times" if n > 1 else "")
-        for d, n in _counts(r["data"])
+        for d, n in Counter(r["data"]).items()
     )  # fmt: skip
     hours = card.get("train_seconds", 0) / 3600
     shortfall = (
@@ -182,13 +183,6 @@ Equal budget (10 epochs at 128x96, 25 % of `train_coco_extra` held back for mode
   people; unusual poses, viewpoints and domains (thermal, drawings) are untested.
 - Keypoint scores are not calibrated probabilities.
 """
-
-
-def _counts(items: list[str]) -> list[tuple[str, int]]:
-    seen: dict[str, int] = {}
-    for item in items:
-        seen[item] = seen.get(item, 0) + 1
-    return list(seen.items())
 
 
 def main(argv: list[str] | None = None) -> int:
