@@ -14,8 +14,8 @@ RUN python -m venv /opt/venv
 # puts the source root on the Python-backend stub's PYTHONPATH.
 COPY . /opt/rtmserve
 ARG EXTRAS=serve
-RUN /opt/venv/bin/pip install --upgrade pip \
- && /opt/venv/bin/pip install -e "/opt/rtmserve[${EXTRAS}]"
+RUN /opt/venv/bin/pip install pip==26.3 \
+ && /opt/venv/bin/pip install -c /opt/rtmserve/constraints.txt -e "/opt/rtmserve[${EXTRAS}]"
 
 # --- final: slim runtime, non-root --------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from .box_agreement import EPS_IOU, EPS_SCORE, boundary_cases
 from .conftest import COCO_VAL, MODELS_MIRROR, REPO
 
 pytest.importorskip("mmdeploy_runtime")
@@ -26,16 +27,6 @@ pycocotools = pytest.importorskip("pycocotools")
 
 DETECTOR_SDK = MODELS_MIRROR / "rtmdet-nano_person_320x320_ort-end2end"
 POSE_METADATA = MODELS_MIRROR / "rtmpose-m_aic-coco_256x192_sdk-metadata-only"
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None] - inter)
 
 
 def box_ap(per_image: dict[int, np.ndarray]) -> float:
@@ -121,24 +112,51 @@ def sdk(service, coco_images, served, tmp_path_factory):
     return dets, kpts
 
 
-def _match_boxes(coco_images, ours_per_image, sdk_per_image) -> None:
+def _sdk_postprocess() -> tuple[float, float]:
+    """The detector's score floor and NMS IoU threshold, from the SDK's own pipeline.json."""
+    pipeline = json.loads((DETECTOR_SDK / "pipeline.json").read_text())
+    tasks = pipeline["pipeline"]["tasks"]
+    post = next(t for t in tasks if t.get("component") == "ResizeBBox")["params"]
+    return float(post["score_thr"]), float(post["nms"]["iou_threshold"])
+
+
+SCORE_FLOOR, NMS_IOU = _sdk_postprocess()
+
+
+def _compare(coco_images, ours_per_image, sdk_per_image, threshold: float) -> list[dict]:
+    """Boxes must agree exactly except at decision boundaries; returns the boundary cases."""
+    tolerated, total = [], 0
     for path, ours, theirs in zip(coco_images, ours_per_image, sdk_per_image, strict=True):
-        assert len(ours) == len(theirs), f"{path.name}: {len(ours)} boxes vs SDK {len(theirs)}"
-        if len(ours):
-            overlap = iou(ours, theirs)
-            best = overlap.max(1)
-            assert best.min() >= 0.99, f"{path.name}: box IoU {best.min():.4f}"
-            np.testing.assert_allclose(ours[:, 4], theirs[overlap.argmax(1), 4], atol=1e-3)
+        cases = boundary_cases(ours, theirs, threshold, NMS_IOU)
+        assert not isinstance(cases, str), f"{path.name} (threshold {threshold}): {cases}"
+        tolerated += [{"image": path.name, **c} for c in cases]
+        total += len(ours) + len(theirs)
+    # Boundary cases are rare by nature: many of them would mean a real difference.
+    assert len(tolerated) <= 0.01 * total, f"{len(tolerated)} boundary cases of {total} boxes"
+    return tolerated
 
 
 def test_boxes_match_the_sdk_on_every_image(coco_images, detected, served, sdk, capsys):
+    """Exact agreement at the served threshold and, at the detector's floor, for every box not
+    within EPS_SCORE of a score threshold or EPS_IOU of the NMS IoU threshold; the boundary
+    cases tolerated are printed."""
     sdk_dets, _ = sdk
-    _match_boxes(coco_images, detected, sdk_dets)
-    _match_boxes(coco_images, [b for b, _ in served], [d[d[:, 4] > 0.3] for d in sdk_dets])
+    at_floor = _compare(coco_images, detected, sdk_dets, SCORE_FLOOR)
+    served_boxes = [b for b, _ in served]
+    at_served = _compare(coco_images, served_boxes, [d[d[:, 4] > 0.3] for d in sdk_dets], 0.3)
 
     ids = [int(p.stem) for p in coco_images]
     with capsys.disabled():
-        print("\nRTMDet-nano person box AP on coco_val_subset (110 images, no threshold):")
+        boxes = sum(len(b) for b in detected)
+        print(
+            f"\nboxes vs MMDeploy SDK: {boxes} at the floor {SCORE_FLOOR}, "
+            f"{sum(len(b) for b in served_boxes)} at the served 0.3; boundary cases tolerated "
+            f"(score within {EPS_SCORE} of a threshold, IoU within {EPS_IOU} of NMS {NMS_IOU}): "
+            f"{len(at_floor)} at the floor, {len(at_served)} served"
+        )
+        for case in at_floor + at_served:
+            print(f"  {case}")
+        print("RTMDet-nano person box AP on coco_val_subset (110 images, no threshold):")
         ours_ap = box_ap(dict(zip(ids, detected, strict=True)))
         sdk_ap = box_ap(dict(zip(ids, sdk_dets, strict=True)))
         print(f"box AP  service: {ours_ap:.4f}   MMDeploy SDK: {sdk_ap:.4f}")
