@@ -40,7 +40,7 @@ lint: $(BIN)/python
 bench: install-test
 	$(BIN)/python bench/serve_throughput.py
 
-# Regenerate the committed gRPC stubs (service/api/gen/) from proto/ after editing a .proto.
+# Regenerate the committed gRPC stubs (service/grpc/gen/) from proto/ after editing a .proto.
 proto: $(BIN)/python
 	$(BIN)/pip install --quiet "$$(grep -o 'grpcio-tools==[0-9.]*' pyproject.toml)"
 	$(BIN)/python tools/gen_protos.py

@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 from _report import write_report
 
-from service.launch import start_service
-from service.local import LocalPipeline
-from service.repository.records import read_record
+from rtmserve.launch import start_service
+from service.core.local import LocalPipeline
+from service.metadata import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", ROOT.parent / "shared"))

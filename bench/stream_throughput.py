@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 from _report import write_report
 
-from service.api.client import SourceFrame, stream, video_frames
-from service.api.gen import pose_pb2 as pb
-from service.launch import start_service
+from rtmserve.client.grpc import SourceFrame, stream, video_frames
+from rtmserve.launch import start_service
+from service.grpc.gen import pose_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", ROOT.parent / "shared"))

@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 from _report import write_report
 
+from service.core.local import LocalPipeline
 from service.core.pipeline import TopDownResult, run_topdown
 from service.core.specs import DetectorSpec, PoseSpec
-from service.local import LocalPipeline
-from service.repository.records import read_record
+from service.metadata import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", ROOT.parent / "shared"))

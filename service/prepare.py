@@ -4,26 +4,43 @@ For each default model: keep what the repository has and add a newly pulled offi
 next version. Without official RTMPose weights (offline, no mirror), the default pose model is
 the one trained and shipped with rtmserve; an explicitly chosen pose model can instead be
 served as an untrained seeded export when allowed (labelled as such everywhere).
+
+What needs torch (converting a ``.pth``, exporting a seeded stand-in) comes in as
+``Fallbacks`` from the command line, which gets it from ``training``.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.models import ModelUnavailable, PulledModel, get_entry, pull
+from service.metadata import RECORD_FILE, read_record, write_defaults
+from service.models import (
+    CheckpointConverter,
+    ConversionUnavailable,
+    ModelUnavailable,
+    PulledModel,
+    get_entry,
+    pull,
+    sha256_file,
+)
 from service.models.catalogue import bundled_card
-from service.models.checksums import sha256_file
-from service.models.convert import SEEDED_SEED, ConversionUnavailable, export_seeded
 from service.repository.install import ensure_pipeline, install_model, refresh
-from service.repository.records import RECORD_FILE, read_record, write_defaults
 from service.repository.register import register
-from service.settings import Settings
+from service.settings import OFFICIAL_POSE_MODEL, Settings
 
 log = logging.getLogger(__name__)
-OFFICIAL_DEFAULT_POSE = "rtmpose-m"
+# (RTMPose size, output ONNX, (width, height)) -> what the file is: training.convert provides it
+SeededExport = Callable[[str, Path, tuple[int, int]], str]
+
+
+@dataclass(frozen=True)
+class Fallbacks:
+    convert: CheckpointConverter | None = None
+    seeded_export: SeededExport | None = None
 
 
 @dataclass
@@ -58,18 +75,18 @@ def _install_pulled(settings: Settings, name: str, pulled: PulledModel) -> int:
     )
 
 
-def _install_seeded(settings: Settings, name: str) -> int:
+def _install_seeded(settings: Settings, name: str, export: SeededExport | None) -> int:
     entry = get_entry(name)
-    variant = entry.variant
-    if entry.task != "pose" or not variant:
+    if entry.task != "pose" or not entry.variant:
         raise ModelUnavailable(f"no untrained fallback exists for {name}")
+    if export is None:
+        raise ConversionUnavailable("exporting a seeded stand-in needs torch (rtmserve[train])")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.onnx"
-        export_seeded(variant, out, entry.spec.input_size)
+        what = export(entry.variant, out, entry.spec.input_size)
         meta = {
             "trained": False,
-            "source": f"seeded random weights (training.models.rtmpose, variant {variant}, "
-            f"seed {SEEDED_SEED}): NOT a trained model",
+            "source": f"{what}: NOT a trained model",
             "sha256": sha256_file(out),
         }
         return install_model(
@@ -78,7 +95,11 @@ def _install_seeded(settings: Settings, name: str) -> int:
 
 
 def ensure_model(
-    settings: Settings, name: str, report: Prepared, untrained_ok: bool = False
+    settings: Settings,
+    name: str,
+    report: Prepared,
+    fallbacks: Fallbacks,
+    untrained_ok: bool = False,
 ) -> None:
     """``name`` serves from the repository; a newly obtainable official file becomes the next
     version. Raises ``ModelUnavailable`` when nothing can be served (unless ``untrained_ok``:
@@ -94,6 +115,7 @@ def ensure_model(
             mirror=settings.model_mirror,
             allow_download=not settings.offline,
             progress=True,
+            convert=fallbacks.convert,
         )
     except ModelUnavailable as exc:
         if not untrained_ok:
@@ -101,7 +123,7 @@ def ensure_model(
         if not present:
             log.warning("%s", exc)
             try:
-                version = _install_seeded(settings, name)
+                version = _install_seeded(settings, name, fallbacks.seeded_export)
             except ConversionUnavailable as conv:
                 raise ModelUnavailable(f"{exc}\n\nNo untrained fallback either: {conv}") from exc
             report.installed.append(f"{name} v{version} (UNTRAINED seeded export)")
@@ -119,7 +141,7 @@ def _bundled_notice(name: str, card: dict) -> str:
     return (
         f"{name} was trained by rtmserve on open data and is NOT the official RTMPose "
         f"({100 * card['evaluation']['ap']:.1f} AP on 110 COCO val2017 images, see "
-        f"{card['card']}); `rtmserve models pull {OFFICIAL_DEFAULT_POSE}` installs the official one"
+        f"{card['card']}); `rtmserve models pull {OFFICIAL_POSE_MODEL}` installs the official one"
     )
 
 
@@ -144,7 +166,7 @@ def ensure_bundled_pose_model(settings: Settings, report: Prepared) -> str:
     return name
 
 
-def ensure_pose_model(settings: Settings, report: Prepared) -> str:
+def ensure_pose_model(settings: Settings, report: Prepared, fallbacks: Fallbacks) -> str:
     """The pose model to serve by default, as ``prepare`` decides it.
 
     A pose model named in the settings must be available (or, with ``allow_untrained``, is
@@ -152,29 +174,30 @@ def ensure_pose_model(settings: Settings, report: Prepared) -> str:
     had, else the pose model trained and shipped with rtmserve.
     """
     if settings.pose_model:
-        ensure_model(settings, settings.pose_model, report, settings.allow_untrained)
+        ensure_model(settings, settings.pose_model, report, fallbacks, settings.allow_untrained)
         return settings.pose_model
     try:
-        ensure_model(settings, OFFICIAL_DEFAULT_POSE, report)
-        return OFFICIAL_DEFAULT_POSE
+        ensure_model(settings, OFFICIAL_POSE_MODEL, report, fallbacks)
+        return OFFICIAL_POSE_MODEL
     except ModelUnavailable as exc:
         name = ensure_bundled_pose_model(settings, report)
         first_line = str(exc).splitlines()[0]
         report.warnings.append(
             f"serving {name}, the pose model trained by rtmserve (not the official RTMPose; "
             f"see models/{name}/MODEL_CARD.md), because {first_line} "
-            f"`rtmserve models pull {OFFICIAL_DEFAULT_POSE}` says how to supply it"
+            f"`rtmserve models pull {OFFICIAL_POSE_MODEL}` says how to supply it"
         )
         return name
 
 
-def prepare_repository(settings: Settings) -> Prepared:
+def prepare_repository(settings: Settings, fallbacks: Fallbacks | None = None) -> Prepared:
+    fallbacks = fallbacks or Fallbacks()
     repo = settings.repository_dir
     repo.mkdir(parents=True, exist_ok=True)
     report = Prepared(repo)
     refresh(repo, settings.serving_options)
     ensure_pipeline(repo, settings.serving_options)
-    ensure_model(settings, settings.detector, report)
-    pose = ensure_pose_model(settings, report)
+    ensure_model(settings, settings.detector, report, fallbacks)
+    pose = ensure_pose_model(settings, report, fallbacks)
     write_defaults(repo, detector=settings.detector, pose_model=pose)
     return report

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from service.api.server import GrpcServer
-from service.gateway.app import create_app
-from service.gateway.models import ModelIndex
-from service.prepare import prepare_repository
+from service.app.context import Services
+from service.grpc.server import GrpcServer
+from service.http.app import create_app
+from service.prepare import Fallbacks, prepare_repository
 from service.settings import Settings
 from service.triton.client import PipelineClient
 from service.triton.embedded import EmbeddedTriton, TritonPorts
@@ -45,9 +45,10 @@ def embedded_triton(settings: Settings) -> EmbeddedTriton:
     return EmbeddedTriton(settings.repository_dir, settings.home / "triton", ports)
 
 
-def serve(settings: Settings, prepare: bool = True) -> int:
+def serve(settings: Settings, prepare: bool = True, fallbacks: Fallbacks | None = None) -> int:
+    """``fallbacks``: what ``prepare`` may use when official weights cannot be had."""
     if prepare:
-        report = prepare_repository(settings)
+        report = prepare_repository(settings, fallbacks)
         for line in report.installed:
             log.info("installed %s", line)
         for line in report.warnings:
@@ -73,10 +74,11 @@ async def _serve_http_and_grpc(settings: Settings) -> None:
     """HTTP and gRPC share the loop and the Triton client; a signal stops HTTP, then gRPC."""
     url = settings.triton_url or f"localhost:{settings.triton_grpc_port}"
     client = PipelineClient(url, settings.inference_timeout_s)
+    services = Services.create(settings, client)
     try:
-        grpc_server = GrpcServer(settings, client, ModelIndex(settings.repository_dir, settings))
+        grpc_server = GrpcServer(services)
         config = uvicorn.Config(
-            create_app(settings, client),
+            create_app(settings, services),
             host=settings.host,
             port=settings.http_port,
             log_level="info",

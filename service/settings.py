@@ -1,13 +1,30 @@
-"""Service settings: every field can be set as an ``RTMSERVE_<NAME>`` environment variable."""
+"""Service settings: every field can be set as an ``RTMSERVE_<NAME>`` environment variable.
+
+The one place for defaults that several parts share: model names, where models live, limits.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.repository.configs import ServingOptions
+DEFAULT_DETECTOR = "rtmdet-nano"
+# Served by default whenever its official weights can be had (else: the bundled model).
+OFFICIAL_POSE_MODEL = "rtmpose-m"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Instance counts and threading: the knobs an operator tunes per machine."""
+
+    pipeline_instances: int
+    detector_instances: int
+    pose_instances: int
+    intra_op_threads: int  # 0 = onnxruntime's default (all cores)
+    pose_queue_delay_us: int
 
 
 def _default_home() -> Path:
@@ -40,7 +57,7 @@ class Settings(BaseSettings):
         default=None, description="runtime model repository (default: <home>/repository)"
     )
 
-    detector: str = "rtmdet-nano"
+    detector: str = DEFAULT_DETECTOR
     pose_model: str | None = Field(
         default=None,
         description="default pose model; unset: RTMPose-m when its weights can be had, else "
@@ -82,6 +99,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
+        """The cache of verified ONNX files (``rtmserve models pull``)."""
         return self.home / "models"
 
     @property

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from service.launch import ServiceProcess, start_service
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RTMSERVE_SHARED", REPO.parent / "shared"))
-MODELS_MIRROR = SHARED / "models"
-COCO_VAL = SHARED / "data" / "coco_val_subset"
-VIDEOS = SHARED / "data" / "videos"
+from rtmserve.launch import ServiceProcess, start_service
+from tests.support.paths import COCO_VAL, MODELS_MIRROR
 
 
 @pytest.fixture(scope="session")

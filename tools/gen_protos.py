@@ -1,9 +1,9 @@
-"""Generate the Python gRPC stubs of ``proto/`` into ``service/api/gen/`` (``make proto``).
+"""Generate the Python gRPC stubs of ``proto/`` into ``service/grpc/gen/`` (``make proto``).
 
     python tools/gen_protos.py [--out DIR]
 
 protoc names modules after the proto's path (``rtmserve.v1.pose_pb2``) while the committed stubs
-live in the ``service.api.gen`` package, so the one import between them is made relative. The
+live in the ``service.grpc.gen`` package, so the one import between them is made relative. The
 stubs embed the generator's version, which is why ``grpcio-tools`` is pinned in the ``dev``
 extra; ``tests/test_proto_stubs.py`` regenerates into a temporary folder and fails on any drift.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
 PROTOS = ("rtmserve/v1/pose.proto",)
-DEFAULT_OUT = ROOT / "service" / "api" / "gen"
+DEFAULT_OUT = ROOT / "service" / "grpc" / "gen"
 INIT = '"""Generated gRPC stubs (tools/gen_protos.py, ``make proto``): do not edit."""\n'
 
 

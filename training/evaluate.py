@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from service.core.contract import DETECTOR_OUTPUTS, INPUT, POSE_MAX_BATCH, POSE_OUTPUTS, session
 from service.core.keypoints import COCO_SIGMAS
 from service.core.pipeline import run_topdown
 from service.core.specs import DetectorSpec, PoseSpec
@@ -229,12 +230,11 @@ def evaluate_server(
 
 
 def onnx_estimator(path: str | Path, threads: int = 0) -> Estimate:
-    from service.local import session
-
     sess = session(Path(path), threads)
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = [sess.run(None, {"input": x[i : i + 64]}) for i in range(0, len(x), 64)]
+        batches = range(0, len(x), POSE_MAX_BATCH)
+        out = [sess.run(list(POSE_OUTPUTS), {INPUT: x[i : i + POSE_MAX_BATCH]}) for i in batches]
         return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
 
     return run
@@ -293,10 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def onnx_detector(path: str | Path, threads: int = 0) -> Estimate:
-    from service.local import session
-
     sess = session(Path(path), threads)
-    return lambda x: tuple(sess.run(["dets", "labels"], {"input": x}))  # type: ignore[return-value]
+    return lambda x: tuple(sess.run(list(DETECTOR_OUTPUTS), {INPUT: x}))  # type: ignore[return-value]
 
 
 if __name__ == "__main__":

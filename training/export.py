@@ -38,6 +38,8 @@ import onnx
 import torch
 from torch import nn
 
+from service.core.contract import INPUT, POSE_OUTPUTS, check_onnx_signature
+from service.core.specs import PoseSpec
 from training.models.rtmpose import (
     DEFAULT_INPUT_SIZE,
     VARIANTS,
@@ -51,8 +53,6 @@ DEFAULT_OPSET = 17
 MAX_OPSET = 17  # newest opset the onnxruntime 1.15.1 inside mmdeploy_runtime is used with here
 MAX_IR_VERSION = 8  # onnx 1.13-1.14 era; ORT 1.15 reads IR <= 9, 8 leaves margin
 MAX_ABS_DIFF = 1e-3  # ORT vs PyTorch on the same batch; larger means a broken export
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("simcc_x", "simcc_y")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _ort_run(model_bytes: bytes, x: np.ndarray) -> list[np.ndarray]:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-    return sess.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    return sess.run(list(POSE_OUTPUTS), {INPUT: x})
 
 
 def export_onnx(
@@ -126,10 +126,10 @@ def export_onnx(
             model,
             (dummy,),
             buf,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            input_names=[INPUT],
+            output_names=list(POSE_OUTPUTS),
             opset_version=opset,
-            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            dynamic_axes={name: {0: "batch"} for name in (INPUT, *POSE_OUTPUTS)},
             do_constant_folding=True,
             export_params=True,
             keep_initializers_as_inputs=False,
@@ -139,7 +139,7 @@ def export_onnx(
 
     proto = onnx.load_from_string(buf.getvalue())
     _set_static_output_dims(
-        proto, {n: tuple(t.shape) for n, t in zip(OUTPUT_NAMES, ref_one, strict=True)}
+        proto, {n: tuple(t.shape) for n, t in zip(POSE_OUTPUTS, ref_one, strict=True)}
     )
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
     proto.producer_name = "rtmserve.training.export"
@@ -254,9 +254,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write("\n")
     if report.max_abs_diff > MAX_ABS_DIFF:
         raise SystemExit(f"onnxruntime differs from PyTorch by {report.max_abs_diff:.2e}")
-    from service.core.specs import PoseSpec
-    from service.models.importer import check_onnx_signature
-
     check_onnx_signature(args.output, PoseSpec(input_size=input_size))  # raises on mismatch
     print(f"{args.output}: serving signature OK", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
-"""Pre/post-processing conventions shared by the Triton models, the tests and the benchmarks.
+"""The conventions every part shares: specs, pre/post-processing, the ONNX I/O contract.
 
-Only numpy and OpenCV here: this package is imported inside Triton's Python backend.
+numpy and OpenCV only (onnxruntime where ONNX files are run): this package is what the Triton
+Python-backend models import, as do the gateway, the client, training, tests and benchmarks.
 """

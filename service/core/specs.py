@@ -89,8 +89,9 @@ class OneStageSpec(_Spec):
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
 
 
+ModelSpec = DetectorSpec | PoseSpec | OneStageSpec
 SPEC_KINDS = {"detector": DetectorSpec, "pose": PoseSpec, "one-stage": OneStageSpec}
 
 
-def spec_from_dict(data: dict[str, Any]) -> DetectorSpec | PoseSpec | OneStageSpec:
+def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     return SPEC_KINDS[data["kind"]].from_dict(data)

@@ -1,76 +1,40 @@
 """The model catalogue and a cache of verified ONNX files (pull, mirror, import).
 
-Heavy dependencies (onnxruntime, torch) are imported only where used.
+``pull`` resolves a name through the cache, local mirrors and the official URL; ``import_model``
+installs a user's file. Converting official ``.pth`` checkpoints needs torch: the command line
+hands ``training.convert`` in as ``convert`` (this package never imports ``training``).
 """
 
-from .catalogue import (
-    CATALOGUE,
-    ModelEntry,
-    ModelSpec,
-    OneStageSpec,
-    Source,
-    UnknownModel,
-    get_entry,
-    list_entries,
-    model_spec_from_dict,
-)
+from .cache import MODEL_FILE, CheckpointConverter, PulledModel, cached_model, list_cached
+from .catalogue import CATALOGUE, ModelEntry, Source, UnknownModel, get_entry, list_entries
 from .checksums import Checksums, Digests, file_digests, git_blob_sha1, sha256_file
-from .cli import add_models_commands
-from .convert import ConversionUnavailable, convert_checkpoint_to_onnx
-from .fetch import (
-    ENV_HOME,
-    ENV_MIRROR,
-    MODEL_FILE,
-    SOURCE_FILE,
-    ChecksumMismatch,
-    ModelUnavailable,
-    PulledModel,
-    cached_model,
-    install_file,
-    list_cached,
-    mirror_dirs,
-    models_dir,
-    pull,
-    rtmserve_home,
-)
-from .importer import SignatureMismatch, SignatureReport, check_onnx_signature, import_model
-from .synthetic import write_synthetic_pose_onnx
+from .errors import ChecksumMismatch, ConversionUnavailable, ModelUnavailable
+from .importer import import_model
+from .mirror import mirror_dirs
+from .pull import MIRROR_SETTING, pull
 
 __all__ = [
     "CATALOGUE",
-    "ENV_HOME",
-    "ENV_MIRROR",
+    "MIRROR_SETTING",
     "MODEL_FILE",
-    "SOURCE_FILE",
+    "CheckpointConverter",
     "ChecksumMismatch",
     "Checksums",
     "ConversionUnavailable",
     "Digests",
     "ModelEntry",
-    "ModelSpec",
     "ModelUnavailable",
-    "OneStageSpec",
     "PulledModel",
-    "SignatureMismatch",
-    "SignatureReport",
     "Source",
     "UnknownModel",
-    "add_models_commands",
     "cached_model",
-    "check_onnx_signature",
-    "convert_checkpoint_to_onnx",
     "file_digests",
     "get_entry",
     "git_blob_sha1",
     "import_model",
-    "install_file",
     "list_cached",
     "list_entries",
     "mirror_dirs",
-    "model_spec_from_dict",
-    "models_dir",
     "pull",
-    "rtmserve_home",
     "sha256_file",
-    "write_synthetic_pose_onnx",
 ]

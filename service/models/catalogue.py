@@ -15,7 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from service.core.specs import DetectorSpec, OneStageSpec, PoseSpec, spec_from_dict
+from service.core.specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
+from service.core.variants import RTMPOSE_SIZES
 
 from .checksums import Checksums
 
@@ -23,10 +24,6 @@ Task = Literal["detector", "pose", "one-stage"]
 ArtifactFormat = Literal["onnx", "zip", "pth"]
 
 _OMM = "https://download.openmmlab.com/mmpose/v1/projects"
-
-
-ModelSpec = DetectorSpec | PoseSpec | OneStageSpec
-model_spec_from_dict = spec_from_dict  # the one parser of every spec kind (service.core.specs)
 
 
 @dataclass(frozen=True)
@@ -123,50 +120,38 @@ class UnknownModel(KeyError):
         return str(self.args[0])
 
 
-def _rtmpose_body7(
-    variant: str, tag: str, ap: float, params: float, blob: str | None
+def _rtmpose(
+    variant: str, suffix: str, source: Source, dataset: str, ap: float, **kw
 ) -> ModelEntry:
+    trained_on = {"body7": "7 body datasets", "aic-coco": "AIC+COCO"}[dataset]
     return ModelEntry(
-        name=f"rtmpose-{variant}",
+        name=f"rtmpose-{variant}{suffix}",
         task="pose",
         spec=PoseSpec(),
-        source=Source(
-            url=f"{_OMM}/rtmposev1/onnx_sdk/"
-            f"rtmpose-{variant}_simcc-body7_pt-body7_420e-256x192-{tag}_20230504.zip",
-            format="zip",
-            member="end2end.onnx",
-        ),
-        onnx_checksums=Checksums(git_sha1=blob),
-        dataset="body7",
-        summary=f"RTMPose-{variant} top-down pose, COCO-17, trained on 7 body datasets",
+        source=source,
+        dataset=dataset,
+        summary=f"RTMPose-{variant} top-down pose, COCO-17, trained on {trained_on}"
+        + (" (training checkpoint; converted to ONNX locally)" if source.format == "pth" else ""),
         ap=ap,
         ap_note="COCO val2017, flip test, 56.4-AP detector boxes",
-        params_m=params,
+        params_m=RTMPOSE_SIZES[variant].published_params_m,
         variant=variant,
+        **kw,
     )
 
 
-def _rtmpose_aic_coco(
-    variant: str, file_variant: str, tag: str, ap: float, params: float
-) -> ModelEntry:
-    return ModelEntry(
-        name=f"rtmpose-{variant}-aic-coco",
-        task="pose",
-        spec=PoseSpec(),
-        source=Source(
-            url=f"{_OMM}/rtmposev1/"
-            f"rtmpose-{file_variant}_simcc-aic-coco_pt-aic-coco_420e-256x192-{tag}_20230126.pth",
-            format="pth",
-            checksums=Checksums(sha256_prefix=tag),
-        ),
-        dataset="aic-coco",
-        summary=f"RTMPose-{variant} top-down pose, COCO-17, trained on AIC+COCO "
-        "(training checkpoint; converted to ONNX locally)",
-        ap=ap,
-        ap_note="COCO val2017, flip test, 56.4-AP detector boxes",
-        params_m=params,
-        variant=variant,
-    )
+def _rtmpose_body7(variant: str, tag: str, ap: float, blob: str | None) -> ModelEntry:
+    url = f"{_OMM}/rtmposev1/onnx_sdk/"
+    url += f"rtmpose-{variant}_simcc-body7_pt-body7_420e-256x192-{tag}_20230504.zip"
+    source = Source(url=url, format="zip", member="end2end.onnx")
+    return _rtmpose(variant, "", source, "body7", ap, onnx_checksums=Checksums(git_sha1=blob))
+
+
+def _rtmpose_aic_coco(variant: str, file_variant: str, tag: str, ap: float) -> ModelEntry:
+    url = f"{_OMM}/rtmposev1/"
+    url += f"rtmpose-{file_variant}_simcc-aic-coco_pt-aic-coco_420e-256x192-{tag}_20230126.pth"
+    source = Source(url=url, format="pth", checksums=Checksums(sha256_prefix=tag))
+    return _rtmpose(variant, "-aic-coco", source, "aic-coco", ap)
 
 
 def _rtmo(variant: str, recipe: str, tag: str, ap: float) -> ModelEntry:
@@ -229,14 +214,14 @@ def _build() -> dict[str, ModelEntry]:
             ap_note="HumanArt, per the mmpose table quoted in SOURCES.md",
             params_m=0.92,
         ),
-        _rtmpose_body7("t", "026a1439", 65.9, 3.34, "7b0ba9f6c5129dc1bce2dbe48b0fea796970e642"),
-        _rtmpose_body7("s", "acd4a1ef", 69.7, 5.47, "484074be46b708d90c06c1b58cc418f6269cc88b"),
-        _rtmpose_body7("m", "e48f03d0", 74.9, 13.59, "99800164738d90c78002ba3c5939377856f12626"),
-        _rtmpose_body7("l", "4dba18fc", 76.7, 27.66, None),
-        _rtmpose_aic_coco("t", "tiny", "cfc8f33d", 68.5, 3.34),
-        _rtmpose_aic_coco("s", "s", "fcb2599b", 72.2, 5.47),
-        _rtmpose_aic_coco("m", "m", "63eb25f7", 75.8, 13.59),
-        _rtmpose_aic_coco("l", "l", "f016ffe0", 76.5, 27.66),
+        _rtmpose_body7("t", "026a1439", 65.9, "7b0ba9f6c5129dc1bce2dbe48b0fea796970e642"),
+        _rtmpose_body7("s", "acd4a1ef", 69.7, "484074be46b708d90c06c1b58cc418f6269cc88b"),
+        _rtmpose_body7("m", "e48f03d0", 74.9, "99800164738d90c78002ba3c5939377856f12626"),
+        _rtmpose_body7("l", "4dba18fc", 76.7, None),
+        _rtmpose_aic_coco("t", "tiny", "cfc8f33d", 68.5),
+        _rtmpose_aic_coco("s", "s", "fcb2599b", 72.2),
+        _rtmpose_aic_coco("m", "m", "63eb25f7", 75.8),
+        _rtmpose_aic_coco("l", "l", "f016ffe0", 76.5),
         _rtmo("s", "8xb32-600e", "dac2bf74", 68.6),
         _rtmo("m", "16xb16-600e", "39e78cc4", 72.6),
         _rtmo("l", "16xb16-600e", "b37118ce", 74.8),

@@ -9,23 +9,20 @@ anyone is told to use it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.core.specs import DetectorSpec, PoseSpec
+from service.core.contract import PIPELINE_MODEL
+from service.core.specs import ModelSpec
+from service.metadata import RECORD_FILE, ModelRecord, read_record, write_atomic, write_record
+from service.settings import ServingOptions
 
-from .configs import (
-    PIPELINE_MODEL,
-    ServingOptions,
-    render_detector,
-    render_pipeline,
-    render_pose,
-    templates_dir,
-)
-from .records import RECORD_FILE, ModelRecord, read_record, write_atomic, write_record
+from .configs import render_model, render_pipeline, templates_dir
 
 ONNX_FILE = "model.onnx"
 PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"
@@ -44,9 +41,7 @@ def loaded_versions(record: ModelRecord) -> list[int]:
 
 
 def _render(record: ModelRecord, options: ServingOptions) -> dict[str, str]:
-    spec = record.parsed_spec
-    render = render_detector if isinstance(spec, DetectorSpec) else render_pose
-    return render(record.name, spec, loaded_versions(record), options)
+    return render_model(record.name, record.parsed_spec, loaded_versions(record), options)
 
 
 def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
@@ -77,9 +72,6 @@ def _clean_staging(model_dir: Path) -> None:
 def crash_point(name: str) -> None:
     """Fault injection for the crash-safety tests: ``RTMSERVE_CRASH_AT=<name>`` kills the
     process here, as a power cut or ``kill -9`` would."""
-    import os
-    import signal
-
     if os.environ.get("RTMSERVE_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -87,7 +79,7 @@ def crash_point(name: str) -> None:
 def install_model(
     repository: Path,
     name: str,
-    spec: DetectorSpec | PoseSpec,
+    spec: ModelSpec,
     onnx_file: Path,
     meta: dict[str, Any],
     options: ServingOptions,

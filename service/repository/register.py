@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import onnx
-
+from service.core.contract import check_onnx_signature
 from service.core.specs import PoseSpec, spec_from_dict
+from service.metadata import RECORD_FILE, ModelRecord, onnx_input_size, onnx_metadata, read_record
+from service.settings import ServingOptions
 from service.triton.control import TritonControl, TritonControlError
 
-from .configs import ServingOptions
 from .install import (
     FAILED,
     ONNX_FILE,
@@ -32,7 +32,6 @@ from .install import (
     save,
     set_serving_version,
 )
-from .records import RECORD_FILE, ModelRecord, read_record
 
 EvaluateLive = Callable[[Path, dict[str, Any]], dict[str, Any]]
 
@@ -48,18 +47,6 @@ class Registered:
     previous: int | None
     ap: float | None
     live_ap: float | None
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def onnx_input_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a static-size NCHW input, as the specs write sizes."""
-    model = onnx.load(str(path), load_external_data=False)
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    return (dims[3], dims[2]) if len(dims) == 4 and dims[2] > 0 and dims[3] > 0 else None
 
 
 def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -96,8 +83,6 @@ def register(
     evaluate_live: EvaluateLive | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> Registered:
-    from service.models.importer import check_onnx_signature
-
     model_dir = repository / name
     record = read_record(model_dir) if (model_dir / RECORD_FILE).exists() else None
     if record is not None:

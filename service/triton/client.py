@@ -1,4 +1,4 @@
-"""Async gRPC client for the Triton pose pipeline."""
+"""Async gRPC client for the Triton pose pipeline (``model_repository/pipeline``)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,49 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from service.repository.configs import PIPELINE_MODEL
+from service.core.contract import PIPELINE_MODEL
 
 
 class TritonUnavailable(RuntimeError):
-    """Triton cannot be reached (or is not ready): the caller should answer 503."""
+    """Triton cannot be reached (or is not ready)."""
 
 
-class InferenceFailed(RuntimeError):
-    """Triton answered with an error for this request."""
+class TritonError(RuntimeError):
+    """Triton answered this request with an error."""
 
 
 @dataclass(frozen=True)
 class ModelRef:
+    """A model version as the pipeline model is told about it: name, version and spec."""
+
     name: str
     version: int
+    spec_json: str
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    """One image through the pipeline. ``boxes`` instead of a ``detector``; ``tracks`` (with the
+    association's IoU thresholds) also estimates the visible tracks the detector missed;
+    ``pose=None``: boxes only."""
+
+    image: np.ndarray  # HxWx3 BGR uint8
+    detector: ModelRef | None
+    pose: ModelRef | None
+    score_threshold: float = 0.0
+    max_persons: int = 0
+    boxes: np.ndarray | None = None
+    tracks: np.ndarray | None = None
+    track_thresholds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class PipelineResult:
-    boxes: np.ndarray  # (P, 5) x1, y1, x2, y2, score
+    boxes: np.ndarray  # (P, 5) x1, y1, x2, y2, score: detections, then continued tracks
     keypoints: np.ndarray  # (P, K, 3) x, y, score
     stage_ms: np.ndarray  # (4,) preprocess, detector, pose, postprocess
+    owner: np.ndarray  # (D,) per detection, the index of the track it joins (-1: none)
+    continued: np.ndarray  # (C,) tracks continued without a detection (after the D boxes)
 
 
 _UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"}
@@ -40,6 +61,14 @@ def _tensor(name: str, value: np.ndarray, datatype: str) -> grpcclient.InferInpu
     t = grpcclient.InferInput(name, list(value.shape), datatype)
     t.set_data_from_numpy(value)
     return t
+
+
+def _model(prefix: str, ref: ModelRef) -> list[grpcclient.InferInput]:
+    return [
+        _tensor(prefix, np.array([ref.name.encode()], object), "BYTES"),
+        _tensor(f"{prefix}_VERSION", np.array([ref.version], np.int64), "INT64"),
+        _tensor(f"{prefix}_SPEC", np.array([ref.spec_json.encode()], object), "BYTES"),
+    ]
 
 
 # Images can be large (no 4 MB gRPC cap), and reconnect quickly when Triton comes back: gRPC's
@@ -70,33 +99,27 @@ class PipelineClient:
         except InferenceServerException as exc:
             if str(exc.status()) in _UNAVAILABLE:
                 raise TritonUnavailable(f"Triton at {self.url}: {exc.message()}") from exc
-            raise InferenceFailed(exc.message() or str(exc)) from exc
+            raise TritonError(exc.message() or str(exc)) from exc
         except (grpc.RpcError, ConnectionError, OSError) as exc:
             raise TritonUnavailable(f"Triton at {self.url}: {exc}") from exc
 
-    async def infer(
-        self,
-        image: np.ndarray,
-        detector: ModelRef,
-        pose: ModelRef | None,
-        score_threshold: float,
-        max_persons: int,
-        boxes: np.ndarray | None = None,
-    ) -> PipelineResult:
+    async def infer(self, request: PipelineRequest) -> PipelineResult:
+        r = request
         inputs = [
-            _tensor("IMAGE", np.ascontiguousarray(image, np.uint8), "UINT8"),
-            _tensor("DETECTOR", np.array([detector.name.encode()], object), "BYTES"),
-            _tensor("DETECTOR_VERSION", np.array([detector.version], np.int64), "INT64"),
-            _tensor("SCORE_THRESHOLD", np.array([score_threshold], np.float32), "FP32"),
-            _tensor("MAX_PERSONS", np.array([max_persons], np.int32), "INT32"),
+            _tensor("IMAGE", np.ascontiguousarray(r.image, np.uint8), "UINT8"),
+            _tensor("SCORE_THRESHOLD", np.array([r.score_threshold], np.float32), "FP32"),
+            _tensor("MAX_PERSONS", np.array([r.max_persons], np.int32), "INT32"),
         ]
-        if pose is not None:  # without a pose model only the detector runs
-            inputs += [
-                _tensor("POSE_MODEL", np.array([pose.name.encode()], object), "BYTES"),
-                _tensor("POSE_VERSION", np.array([pose.version], np.int64), "INT64"),
-            ]
-        if boxes is not None:
-            inputs.append(_tensor("BOXES", np.asarray(boxes, np.float32).reshape(-1, 5), "FP32"))
+        if r.detector is not None:
+            inputs += _model("DETECTOR", r.detector)
+        if r.pose is not None:
+            inputs += _model("POSE_MODEL", r.pose)
+        if r.boxes is not None:
+            inputs.append(_tensor("BOXES", np.asarray(r.boxes, np.float32).reshape(-1, 5), "FP32"))
+        if r.tracks is not None and r.track_thresholds is not None and len(r.tracks):
+            inputs.append(_tensor("TRACKS", np.ascontiguousarray(r.tracks, np.float32), "FP32"))
+            thresholds = np.array(r.track_thresholds, np.float32)
+            inputs.append(_tensor("TRACK_THRESHOLDS", thresholds, "FP32"))
         result = await self._call(
             self._client.infer(PIPELINE_MODEL, inputs, client_timeout=self.timeout_s)
         )
@@ -104,17 +127,19 @@ class PipelineClient:
             boxes=result.as_numpy("PERSON_BOXES").reshape(-1, 5),
             keypoints=result.as_numpy("KEYPOINTS"),
             stage_ms=result.as_numpy("STAGE_MS"),
+            owner=result.as_numpy("TRACK_OWNER").reshape(-1),
+            continued=result.as_numpy("CONTINUED").reshape(-1),
         )
 
     async def server_ready(self) -> bool:
         try:
             return bool(await self._call(self._client.is_server_ready(client_timeout=2)))
-        except (TritonUnavailable, InferenceFailed):
+        except (TritonUnavailable, TritonError):
             return False
 
     async def model_ready(self, name: str, version: int | None = None) -> bool:
         try:
             v = "" if version is None else str(version)
             return bool(await self._call(self._client.is_model_ready(name, v, client_timeout=2)))
-        except (TritonUnavailable, InferenceFailed):
+        except (TritonUnavailable, TritonError):
             return False

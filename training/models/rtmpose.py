@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from service.core.variants import RTMPOSE_SIZES, RTMPoseSize
 from training.models.cspnext import (
     RTMDET_BN_EPS,
     RTMDET_BN_MOMENTUM,
@@ -39,23 +40,21 @@ class RTMPoseVariant:
     bn_momentum: float = RTMPOSE_BN_MOMENTUM
 
 
-VARIANTS: dict[str, RTMPoseVariant] = {
-    "t": RTMPoseVariant(0.167, 0.375, 384, 3.34),
-    "s": RTMPoseVariant(0.33, 0.5, 512, 5.47),
-    "m": RTMPoseVariant(0.67, 0.75, 768, 13.59),
-    "l": RTMPoseVariant(1.0, 1.0, 1024, 27.66),
-    # Not an official RTMPose size: RTMDet-nano's backbone (depthwise CSPNeXt 0.33/0.25, its
-    # BN settings) under the RTMCC head, so the real detector's weights can start training.
-    "n": RTMPoseVariant(
-        0.33,
-        0.25,
-        256,
-        None,
-        use_depthwise=True,
-        bn_eps=RTMDET_BN_EPS,
-        bn_momentum=RTMDET_BN_MOMENTUM,
-    ),
-}
+def _variant(size: RTMPoseSize) -> RTMPoseVariant:
+    # the depthwise size is RTMDet-nano's backbone: its BN settings, so its weights can start
+    # training (see service.core.variants)
+    return RTMPoseVariant(
+        size.deepen_factor,
+        size.widen_factor,
+        size.head_in_channels,
+        size.published_params_m,
+        use_depthwise=size.depthwise,
+        bn_eps=RTMDET_BN_EPS if size.depthwise else RTMPOSE_BN_EPS,
+        bn_momentum=RTMDET_BN_MOMENTUM if size.depthwise else RTMPOSE_BN_MOMENTUM,
+    )
+
+
+VARIANTS: dict[str, RTMPoseVariant] = {name: _variant(s) for name, s in RTMPOSE_SIZES.items()}
 
 DEFAULT_INPUT_SIZE: tuple[int, int] = (192, 256)  # (w, h), mmpose convention
 BACKBONE_STRIDE = 32

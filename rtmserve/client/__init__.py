@@ -1,0 +1,1 @@
+"""Clients of a running rtmserve (``grpc``: video streams over the gRPC API)."""

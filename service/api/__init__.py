@@ -1,1 +1,0 @@
-"""The gRPC API (``proto/rtmserve/v1/pose.proto``): server, conversions and client helpers."""

@@ -1,0 +1,49 @@
+"""One image -> ``PoseResponse``: the flow behind ``POST /v1/pose`` and gRPC ``Estimate``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from service.metrics.record import observe_result
+
+from .context import Services
+from .format import pose_response
+from .inference import infer
+from .options import PoseOptions
+from .schemas import PoseResponse
+
+ImageLoader = Callable[[], Awaitable[tuple[np.ndarray, str]]]
+
+
+async def estimate_pose(
+    services: Services, options: PoseOptions, load: ImageLoader
+) -> PoseResponse:
+    """Models are resolved before ``load`` reads the image, so a bad name costs no upload."""
+    settings, index = services.settings, services.index
+    t0 = time.perf_counter()
+    detector = index.serving(options.detector, "detector")
+    pose = index.serving(options.pose_model, "pose") if options.keypoints else None
+    image, fmt = await load()
+    t1 = time.perf_counter()
+    threshold = options.score_threshold
+    result = await infer(
+        services.client,
+        image,
+        detector,
+        pose,
+        score_threshold=settings.score_threshold if threshold is None else threshold,
+        max_persons=options.max_persons or settings.max_persons,
+    )
+    t2 = time.perf_counter()
+    response = pose_response(
+        image, fmt, result, detector, pose,
+        decode_ms=(t1 - t0) * 1e3,
+        inference_ms=(t2 - t1) * 1e3,
+        total_ms=(time.perf_counter() - t0) * 1e3,
+    )  # fmt: skip
+    format_s = time.perf_counter() - t2  # arrays -> response models
+    observe_result("image", response.timings, len(response.persons), format_s)
+    return response

@@ -1,0 +1,81 @@
+"""Which model and version serves a request, and what the service says about it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.specs import ModelSpec
+from service.metadata import ModelRecord, RecordCache, read_defaults
+from service.settings import OFFICIAL_POSE_MODEL, Settings
+
+from .errors import UnknownModel
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    version: int
+    task: str
+    spec: ModelSpec
+    meta: dict[str, Any]
+
+    @property
+    def spec_json(self) -> str:
+        """The spec as the pipeline model reads it with each request."""
+        return json.dumps(self.spec.to_dict(), separators=(",", ":"))
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.meta.get("trained", True))
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return getattr(self.spec, "keypoint_names", ())
+
+    @property
+    def warning(self) -> str | None:
+        if self.trained:
+            return self.meta.get("notice")  # e.g. the bundled model: not the official weights
+        return (
+            f"{self.name} v{self.version} is an UNTRAINED export with seeded random "
+            "weights: its keypoints are meaningless. Pull official weights "
+            f"(rtmserve models pull {self.name}) or register a trained model."
+        )
+
+
+class ModelIndex:
+    """Reads the runtime repository's records (cached by file mtime)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.repository = settings.repository_dir
+        self.records = RecordCache(self.repository)
+
+    def record(self, name: str) -> ModelRecord:
+        try:
+            return self.records.get(name)
+        except KeyError:
+            known = ", ".join(self.records.names()) or "none"
+            raise UnknownModel(f"no model named {name!r} (available: {known})") from None
+
+    def default(self, task: str) -> str:
+        """The model a request that names none gets: the setting, else ``prepare``'s choice."""
+        if task == "detector":
+            return self.settings.detector
+        return self.settings.pose_model or read_defaults(self.repository).get(
+            "pose_model", OFFICIAL_POSE_MODEL
+        )
+
+    def serving(self, name: str | None, task: str) -> ServedModel:
+        """The serving version of ``name`` (``None``: the default model of that task)."""
+        name = name or self.default(task)
+        record = self.record(name)
+        if record.task != task:
+            raise UnknownModel(f"{name!r} is a {record.task} model, not a {task} model")
+        v = record.serving_version
+        return ServedModel(name, v, task, record.parsed_spec, record.versions.get(v, {}))
+
+    def all(self) -> list[ModelRecord]:
+        return [self.records.get(n) for n in self.records.names()]

@@ -1,0 +1,116 @@
+"""What the API answers, whatever the transport: the pydantic models behind the HTTP JSON, the
+OpenAPI docs and (field for field, see ``service.grpc.messages``) the gRPC messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Keypoint(BaseModel):
+    name: str
+    x: float
+    y: float
+    score: float
+
+
+class Person(BaseModel):
+    bbox: list[float] = Field(description="[x1, y1, x2, y2] in image pixels")
+    score: float = Field(description="detector confidence")
+    keypoints: list[Keypoint] = Field(description="empty when keypoints=false")
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+
+
+class ModelUsed(BaseModel):
+    name: str
+    version: int
+    trained: bool = Field(description="false for an untrained (seeded random) export")
+    warning: str | None = None
+
+
+class ModelsUsed(BaseModel):
+    detector: ModelUsed
+    pose: ModelUsed | None = Field(description="null when keypoints=false")
+
+
+class Timings(BaseModel):
+    decode_ms: float
+    inference_ms: float = Field(description="round trip to Triton")
+    total_ms: float
+    stages_ms: dict[str, float] = Field(
+        description="inside Triton: preprocess, detector, pose, postprocess"
+    )
+
+
+class PoseResponse(BaseModel):
+    image: ImageInfo
+    persons: list[Person]
+    models: ModelsUsed
+    timings: Timings
+    warnings: list[str] = Field(default_factory=list)
+
+
+class VersionInfo(BaseModel):
+    version: int
+    serving: bool
+    ready: bool
+    trained: bool
+    meta: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    serving_version: int
+    spec: dict[str, Any]
+    versions: list[VersionInfo]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    default_detector: str
+    default_pose_model: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Readiness(BaseModel):
+    ready: bool
+    triton: bool
+    models: dict[str, bool]
+    reason: str | None = None
+
+
+class TrackedPerson(Person):
+    track_id: int = Field(description="stable within the stream, never reused")
+    detected: bool = Field(
+        description="the detector found this person in this frame; false: the box was derived "
+        "from the track's previous keypoints"
+    )
+
+
+class FrameResult(BaseModel):
+    frame_index: int = Field(description="0, 1, 2... in the order the frames came")
+    timestamp: float = Field(description="seconds")
+    detected: bool = Field(description="the detector ran on this frame")
+    image: ImageInfo | None = Field(description="null when the frame could not be decoded")
+    persons: list[TrackedPerson] = Field(
+        description="bbox: the box the pose model ran on; score: the track's latest detection"
+    )
+    models: ModelsUsed
+    timings: Timings
+    warnings: list[str] = Field(default_factory=list)
+    error: ErrorDetail | None = Field(None, description="set when this frame failed")

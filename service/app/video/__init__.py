@@ -1,0 +1,2 @@
+"""Video: a stream session (tracking and One-Euro smoothing over the pipeline) and container
+decoding with PyAV."""

@@ -1,1 +1,0 @@
-"""The HTTP gateway: decode the upload, call the Triton pipeline, format the JSON."""

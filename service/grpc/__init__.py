@@ -1,0 +1,2 @@
+"""The gRPC adapter (``proto/rtmserve/v1/pose.proto``): servicer, health and conversions over
+``service.app``."""

@@ -1,0 +1,77 @@
+"""``rtmserve.v1.PoseService``: the same flows as the HTTP routes, over gRPC (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import grpc
+
+from service.app.context import Services
+from service.app.errors import ApiError
+from service.app.estimate import estimate_pose
+from service.app.schemas import FrameResult
+from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
+
+from .convert import decode_image_message, frame_input, pose_options, stream_options
+from .gen import pose_pb2 as pb
+from .gen import pose_pb2_grpc as pb_grpc
+from .messages import to_message
+from .status import abort
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PoseService"].full_name
+
+
+class PoseServicer(pb_grpc.PoseServiceServicer):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def Estimate(
+        self, request: pb.EstimateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PoseResponse:
+        max_pixels = self.services.settings.max_image_pixels
+        try:
+            response = await estimate_pose(
+                self.services,
+                pose_options(request),
+                lambda: asyncio.to_thread(decode_image_message, request.image, max_pixels),
+            )
+        except ApiError as exc:
+            await abort(context, exc)
+        return to_message(response, pb.PoseResponse)
+
+    async def Stream(
+        self,
+        request_iterator: AsyncIterator[pb.StreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.FrameResult]:
+        requests = aiter(request_iterator)
+        try:
+            first = await anext(requests, None)
+            if first is None:
+                return
+            is_config = first.WhichOneof("kind") == "config"
+            options = stream_options(first.config if is_config else pb.StreamConfig())
+            models = StreamModels.resolve(self.services.index, options)
+            session = StreamSession(self.services, models, options)
+            frames = self._frames(None if is_config else first, requests)
+            async with aclosing(run_stream(session, frames, api="grpc")) as results:
+                async for result in results:
+                    yield _frame_message(result)
+        except ApiError as exc:
+            await abort(context, exc)
+
+    async def _frames(
+        self, first: pb.StreamRequest | None, requests: AsyncIterator[pb.StreamRequest]
+    ) -> AsyncIterator[FrameInput]:
+        """Decoded off the event loop; a corrupt frame becomes a FrameInput with its error."""
+        max_pixels = self.services.settings.max_image_pixels
+        if first is not None:
+            yield await asyncio.to_thread(frame_input, first, max_pixels)
+        async for request in requests:
+            yield await asyncio.to_thread(frame_input, request, max_pixels)
+
+
+def _frame_message(result: FrameResult) -> pb.FrameResult:
+    return to_message(result, pb.FrameResult)

@@ -1,0 +1,1 @@
+"""The HTTP adapter: FastAPI routers over ``service.app`` (upload reading, JSON errors)."""

@@ -1,0 +1,46 @@
+"""The HTTP face of the API's errors: JSON bodies, their OpenAPI documentation, and counting
+them by code."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.app.errors import ApiError, InvalidParameter
+from service.app.options import problems
+from service.app.schemas import ErrorResponse
+from service.metrics.record import observe_error
+
+ERROR_RESPONSES = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 502, 503)}
+BINARY = {"type": "string", "format": "binary"}
+
+
+def binary_body(kind: str, subtypes: tuple[str, ...]) -> dict:
+    """OpenAPI request body: a multipart ``file`` or the raw bytes of one of ``subtypes``."""
+    multipart = {"type": "object", "properties": {"file": BINARY}, "required": ["file"]}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": multipart},
+                **{f"{kind}/{t}": {"schema": BINARY} for t in subtypes},
+            },
+        }
+    }
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    observe_error("http", exc.code)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return await _api_error(request, InvalidParameter(problems(exc.errors())))
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

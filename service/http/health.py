@@ -1,0 +1,40 @@
+"""``/healthz`` (the process is alive), ``/readyz`` (it can answer) and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service import __version__
+from service.app.readiness import check_readiness
+from service.app.schemas import Readiness
+from service.metrics.families import READY
+
+from .deps import ServicesDep
+
+METRICS_PATH = "/metrics"
+router = APIRouter()
+
+
+@router.get("/healthz", summary="The gateway process is alive")
+async def healthz() -> dict:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(services: ServicesDep):
+    """Ready when Triton answers and the pipeline and default models' serving versions load."""
+    body = await check_readiness(services)
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+
+@router.get(METRICS_PATH, include_in_schema=False)
+async def metrics(services: ServicesDep) -> Response:
+    """Refreshes ``rtmserve_ready`` first, so a scrape sees what ``/readyz`` would report."""
+    try:
+        ready = (await check_readiness(services)).ready
+    except Exception:  # a failing check reads as not ready; the scrape itself must succeed
+        ready = False
+    READY.set(1 if ready else 0)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,47 @@
+"""``GET /v1/models``: every model, its versions, which one serves and whether it is loaded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from service.app.schemas import ModelInfo, ModelsResponse, VersionInfo
+
+from .deps import ServicesDep
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/models", response_model=ModelsResponse, summary="Models, versions and their status"
+)
+async def models(services: ServicesDep) -> ModelsResponse:
+    index, client = services.index, services.client
+    records = index.all()
+    pairs = [(r, v) for r in records for v in sorted(r.versions)]
+    ready = await asyncio.gather(*(client.model_ready(r.name, v) for r, v in pairs))
+    state = {(r.name, v): ok for (r, v), ok in zip(pairs, ready, strict=True)}
+    return ModelsResponse(
+        models=[
+            ModelInfo(
+                name=r.name,
+                task=r.task,
+                serving_version=r.serving_version,
+                spec=r.spec,
+                versions=[
+                    VersionInfo(
+                        version=v,
+                        serving=v == r.serving_version,
+                        ready=state[(r.name, v)],
+                        trained=bool(meta.get("trained", True)),
+                        meta=meta,
+                    )
+                    for v, meta in sorted(r.versions.items())
+                ],
+            )
+            for r in records
+        ],
+        default_detector=index.default("detector"),
+        default_pose_model=index.default("pose"),
+    )

@@ -1,0 +1,40 @@
+"""``POST /v1/pose``: one image in (multipart or raw body), persons and keypoints out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from service.app.decode import SUPPORTED, decode_image
+from service.app.errors import InvalidImage
+from service.app.estimate import estimate_pose
+from service.app.options import PoseOptions
+from service.app.schemas import PoseResponse
+
+from .deps import ServicesDep
+from .errors import ERROR_RESPONSES, binary_body
+from .upload import read_upload
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/pose",
+    response_model=PoseResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=binary_body("image", SUPPORTED),
+    summary="Detect every person in an image and estimate their 17 COCO keypoints",
+)
+async def pose(
+    request: Request, options: Annotated[PoseOptions, Query()], services: ServicesDep
+) -> PoseResponse:
+    settings = services.settings
+
+    async def load() -> tuple[np.ndarray, str]:
+        data = await read_upload(request, settings.max_upload_bytes, InvalidImage)
+        return await run_in_threadpool(decode_image, data, settings.max_image_pixels)
+
+    return await estimate_pose(services, options, load)

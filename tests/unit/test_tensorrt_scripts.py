@@ -1,0 +1,82 @@
+"""The TensorRT path as far as it can be checked without a GPU: the plans' Triton configs match
+the real ONNX models' inputs and outputs, the engine profiles are the documented ones, and the
+GPU benchmark says why it skips instead of failing."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from service.metadata import read_record
+from service.repository.configs import TENSORRT_CONFIG_NAME
+from tests.support.paths import REPO
+
+ROOT = REPO
+ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}
+
+
+def load_script(path: Path):
+    """Import a script as running it would: its own folder importable (bench/_report.py)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+build_engines = load_script(ROOT / "deploy" / "tensorrt" / "build_engines.py")
+
+
+def test_engine_profiles_are_batch_1_8_64_for_pose_and_1_for_the_detector():
+    pose = build_engines.profile_for("pose", (192, 256))
+    assert (pose.min, pose.opt, pose.max) == ((1, 3, 256, 192), (8, 3, 256, 192), (64, 3, 256, 192))
+    det = build_engines.profile_for("detector", (320, 320))
+    assert det.min == det.opt == det.max == (1, 3, 320, 320)
+
+
+def test_tensorrt_configs_declare_the_onnx_models_inputs_and_outputs(service):
+    """What the engine will expose (TensorRT keeps the ONNX names and I/O types) is what the
+    rendered configs/tensorrt.pbtxt tells Triton, in the service's own repository."""
+    checked = 0
+    for record_file in sorted(service.repository.glob("*/rtmserve.json")):
+        model_dir = record_file.parent
+        record = read_record(model_dir)
+        config_path = model_dir / "configs" / f"{TENSORRT_CONFIG_NAME}.pbtxt"
+        config = text_format.Parse(config_path.read_text(), mc.ModelConfig())
+        assert config.platform == "tensorrt_plan"
+        graph = onnx.load(model_dir / str(record.serving_version) / "model.onnx").graph
+        batched = config.max_batch_size > 0
+        for declared, actual in ((config.input, graph.input), (config.output, graph.output)):
+            assert [t.name for t in declared] == [t.name for t in actual]
+            for t, a in zip(declared, actual, strict=True):
+                assert mc.DataType.Name(t.data_type) == ONNX_TO_TRITON[a.type.tensor_type.elem_type]
+                dims = [d.dim_value or -1 for d in a.type.tensor_type.shape.dim]
+                dims = dims[1:] if batched else dims
+                assert all(c == d or -1 in (c, d) for c, d in zip(t.dims, dims, strict=True))
+        declared = build_engines.config_io(config_path)  # what the script checks engines with
+        assert set(declared) == {t.name for t in (*config.input, *config.output)}
+        checked += 1
+    assert checked >= 2  # the detector and the pose model
+
+
+def test_gpu_benchmark_skips_cleanly_without_a_gpu():
+    bench = load_script(ROOT / "bench" / "tensorrt_throughput.py")
+    if bench.gpu_unavailable() is None:
+        pytest.skip("a GPU with TensorRT is here: run the benchmark itself")
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "tensorrt_throughput.py"), "--repository", "/none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("skipped: ")
