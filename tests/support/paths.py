@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("RTMSERVE_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("RTMSERVE_SHARED", REPO.parent / "shared")).resolve()
 MODELS_MIRROR = SHARED / "models"
 COCO_VAL = SHARED / "data" / "coco_val_subset"
 VIDEOS = SHARED / "data" / "videos"
