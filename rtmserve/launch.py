@@ -86,6 +86,13 @@ class ServiceProcess:
     def stop(self, timeout: float = 60) -> int:
         return stop_process(self.proc, timeout)
 
+    def ready(self) -> bool:
+        """``/readyz`` answers 200 (False while down, or on no answer)."""
+        try:
+            return httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
 
 def start_service(
     home: Path,

@@ -23,6 +23,8 @@ import onnx
 
 from service.core.specs import ModelSpec, spec_from_dict
 
+# what a model may be called: a folder name in the cache and the repository, never a path
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_FILE = "source.json"
 RECORD_FILE = "rtmserve.json"
 DEFAULTS_FILE = "defaults.json"  # repository level: which models serve when none is named

@@ -25,6 +25,9 @@ class ServingOptions:
     pose_instances: int
     intra_op_threads: int  # 0 = onnxruntime's default (all cores)
     pose_queue_delay_us: int
+    # Triton's own admission, per batched model: beyond these it rejects (the gateway's 503)
+    triton_queue_size: int
+    triton_queue_timeout_us: int
 
 
 def _default_home() -> Path:
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     )
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
+    triton_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="where the embedded Triton's metrics listen (its HTTP and gRPC ports are "
+        "always loopback only)",
+    )
     repository: Path | None = Field(
         default=None, description="runtime model repository (default: <home>/repository)"
     )
@@ -74,6 +82,30 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     inference_timeout_s: float = 30.0
+    upload_timeout_s: float = Field(
+        default=60.0, gt=0, description="longest an upload may take (slow clients are cut off)"
+    )
+    idle_timeout_s: float = Field(
+        default=15.0, gt=0, description="longest silence inside an upload or between frames"
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, time for requests and streams to finish"
+    )
+
+    # Admission control: beyond capacity the gateway refuses at once (503 + Retry-After) so
+    # that accepted requests keep a bounded latency (service/app/admission.py).
+    max_in_flight: int = Field(default=8, ge=1, description="images decoded and inferred at once")
+    max_queued: int = Field(default=2, ge=0, description="images waiting for a slot")
+    queue_timeout_s: float = Field(default=1.0, gt=0, description="longest wait for a slot")
+    max_streams: int = Field(default=16, ge=1, description="video streams open at once")
+    max_streams_per_client: int = Field(default=4, ge=1, description="per API key")
+
+    # Access control (service/app/access.py): no keys, no checks.
+    api_keys: str | None = Field(default=None, description="name:key,name:key", repr=False)
+    api_keys_file: Path | None = Field(default=None, description="one name:key per line")
+    rate_limit: float = Field(default=0.0, ge=0, description="requests/s per key (0: no limit)")
+    rate_burst: int = Field(default=20, ge=1, description="requests a key may make at once")
+    debug_endpoints: bool = Field(default=False, description="serve /debug/* (needs a key)")
 
     # Video (gRPC Stream, POST /v1/pose/video): per-stream limits and the detection interval.
     video_det_interval: int = Field(
@@ -88,6 +120,10 @@ class Settings(BaseSettings):
     detector_instances: int = 1
     intra_op_threads: int = 0
     pose_queue_delay_us: int = 2000
+    triton_queue_size: int = Field(default=256, ge=1, description="requests a model queues")
+    triton_queue_timeout_us: int = Field(
+        default=10_000_000, ge=1, description="longest a request waits in a model's queue"
+    )
 
     @property
     def repository_dir(self) -> Path:
@@ -95,7 +131,7 @@ class Settings(BaseSettings):
 
     @property
     def triton_http_url(self) -> str:
-        return self.triton_http or f"http://localhost:{self.triton_http_port}"
+        return self.triton_http or f"http://127.0.0.1:{self.triton_http_port}"
 
     @property
     def models_dir(self) -> Path:
@@ -110,4 +146,6 @@ class Settings(BaseSettings):
             pose_instances=self.pose_instances,
             intra_op_threads=self.intra_op_threads,
             pose_queue_delay_us=self.pose_queue_delay_us,
+            triton_queue_size=self.triton_queue_size,
+            triton_queue_timeout_us=self.triton_queue_timeout_us,
         )

@@ -10,6 +10,8 @@ import pytest
 from rtmserve.launch import ServiceProcess, start_service
 from tests.support.paths import COCO_VAL, MODELS_MIRROR
 
+IDLE_TIMEOUT_S = 5
+
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Iterator[ServiceProcess]:
@@ -30,6 +32,8 @@ def service(tmp_path_factory) -> Iterator[ServiceProcess]:
             "RTMSERVE_MAX_VIDEO_BYTES": str(4 << 20),
             "RTMSERVE_MAX_VIDEO_FRAMES": "300",
             "RTMSERVE_MAX_VIDEO_SECONDS": "60",
+            "RTMSERVE_DEBUG_ENDPOINTS": "1",  # /debug/runtime: what a stream leaves behind
+            "RTMSERVE_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),  # slow clients, cut off sooner
         },
     )
     yield svc

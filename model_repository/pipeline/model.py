@@ -48,6 +48,10 @@ class TritonPythonModel:
             return self._run(request)
         except PipelineError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+        except Exception as exc:  # one request's failure, said without a traceback or paths
+            pb_utils.Logger.log_error(f"pose pipeline: {exc!r}")
+            message = f"the pipeline failed: {type(exc).__name__}"
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
     def _run(self, request):
         image = _input(request, "IMAGE")

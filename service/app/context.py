@@ -1,15 +1,20 @@
 """What every request needs, whatever the transport: settings, the pipeline client, the
-model index. One object built at start-up and handed to the HTTP routes and the gRPC
-servicer (in-process tests build it around a fake pipeline client)."""
+model index, access and admission control, the model keeper. One object built at start-up and
+handed to the HTTP routes and the gRPC servicer (in-process tests build it around a fake
+pipeline client)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.settings import Settings
 from service.triton.client import PipelineRequest, PipelineResult
+from service.triton.keeper import ModelKeeper
 
+from .access import AccessControl
+from .admission import Admission, StreamSlots, from_settings
 from .models import ModelIndex
 
 
@@ -32,7 +37,22 @@ class Services:
     settings: Settings
     client: PipelineClient
     index: ModelIndex
+    access: AccessControl
+    admission: Admission
+    streams: StreamSlots
+    keeper: ModelKeeper | None = field(default=None)  # None: Triton is not ours to repair
+    draining_until: float | None = field(default=None)  # time.monotonic() once shutting down
+
+    def drain(self, grace_s: float) -> None:
+        """Shutting down: readiness fails now, open streams end before ``grace_s`` is up."""
+        self.draining_until = time.monotonic() + max(0.0, grace_s - 1.0)
+
+    @property
+    def draining(self) -> bool:
+        return self.draining_until is not None
 
     @classmethod
     def create(cls, settings: Settings, client: PipelineClient) -> Services:
-        return cls(settings, client, ModelIndex(settings))
+        admission, streams = from_settings(settings)
+        access = AccessControl.from_settings(settings)
+        return cls(settings, client, ModelIndex(settings), access, admission, streams)

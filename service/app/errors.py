@@ -9,9 +9,10 @@ class ApiError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after  # seconds; HTTP Retry-After, gRPC ``retry-after``
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
@@ -25,8 +26,18 @@ class InvalidVideo(ApiError):
     status, code = 400, "invalid_video"
 
 
+class Unauthenticated(ApiError):
+    status, code = 401, "unauthenticated"
+
+
 class UnknownModel(ApiError):
     status, code = 404, "unknown_model"
+
+
+class RequestTimeout(ApiError):
+    """The client sent too slowly (an upload or a stream went idle, or took too long)."""
+
+    status, code = 408, "request_timeout"
 
 
 class PayloadTooLarge(ApiError):
@@ -45,6 +56,12 @@ class InvalidParameter(ApiError):
     status, code = 422, "invalid_parameter"
 
 
+class RateLimited(ApiError):
+    """This client asks more than its share: its key's rate, or its open streams."""
+
+    status, code = 429, "rate_limited"
+
+
 class InferenceFailed(ApiError):
     """Triton answered this request with an error."""
 
@@ -55,3 +72,9 @@ class ServiceUnavailable(ApiError):
     """Triton cannot be reached or is not ready; the client may retry."""
 
     status, code = 503, "service_unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """The gateway is at capacity: shed now so that accepted requests keep their latency."""
+
+    code = "overloaded"

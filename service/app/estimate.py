@@ -21,26 +21,30 @@ ImageLoader = Callable[[], Awaitable[tuple[np.ndarray, str]]]
 async def estimate_pose(
     services: Services, options: PoseOptions, load: ImageLoader
 ) -> PoseResponse:
-    """Models are resolved before ``load`` reads the image, so a bad name costs no upload."""
+    """Models are resolved before ``load`` reads the image, so a bad name costs no upload; the
+    image is read only once admitted (``service.app.admission``), so waiting requests hold no
+    pixels."""
     settings, index = services.settings, services.index
     t0 = time.perf_counter()
     detector = index.serving(options.detector, "detector")
     pose = index.serving(options.pose_model, "pose") if options.keypoints else None
-    image, fmt = await load()
-    t1 = time.perf_counter()
     threshold = options.score_threshold
-    result = await infer(
-        services.client,
-        image,
-        detector,
-        pose,
-        score_threshold=settings.score_threshold if threshold is None else threshold,
-        max_persons=options.max_persons or settings.max_persons,
-    )
-    t2 = time.perf_counter()
+    async with services.admission.slot():
+        t_admitted = time.perf_counter()
+        image, fmt = await load()
+        t1 = time.perf_counter()
+        result = await infer(
+            services,
+            image,
+            detector,
+            pose,
+            score_threshold=settings.score_threshold if threshold is None else threshold,
+            max_persons=options.max_persons or settings.max_persons,
+        )
+        t2 = time.perf_counter()
     response = pose_response(
         image, fmt, result, detector, pose,
-        decode_ms=(t1 - t0) * 1e3,
+        decode_ms=(t1 - t_admitted) * 1e3,
         inference_ms=(t2 - t1) * 1e3,
         total_ms=(time.perf_counter() - t0) * 1e3,
     )  # fmt: skip

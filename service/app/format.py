@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
 import numpy as np
 
 from service.core.pipeline import STAGES
@@ -80,3 +84,19 @@ def pose_response(
         timings=timings(decode_ms, inference_ms, total_ms, result.stage_ms),
         warnings=warnings,
     )
+
+
+# an absolute path, alone or after "mirror:", "import:", a space...
+_PATH = re.compile(r"(?:(?<=[:\s(])|^)/(?!/)[^\s:,;()'\"]+")
+
+
+def public_meta(value: Any) -> Any:
+    """Version metadata as clients see it: server file paths reduced to their file names."""
+    if isinstance(value, str):
+        local = value.replace("file://", "")
+        return _PATH.sub(lambda m: PurePosixPath(m.group(0)).name, local)
+    if isinstance(value, dict):
+        return {k: public_meta(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_meta(v) for v in value]
+    return value

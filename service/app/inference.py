@@ -1,8 +1,10 @@
 """The one way the application calls the Triton pipeline: served models in, arrays out, and
-Triton's failures as the API's errors (503 when it cannot be reached, 502 when it refuses)."""
+Triton's failures as the API's errors: 503 when it cannot be reached or a model's stub crashed
+(the keeper reloads it: retrying is right), 502 when it refuses the request."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -14,10 +16,17 @@ from service.triton.client import (
     TritonError,
     TritonUnavailable,
 )
+from service.triton.keeper import unhealthy_model
 
-from .context import PipelineClient
-from .errors import InferenceFailed, ServiceUnavailable
+from .context import Services
+from .errors import InferenceFailed, Overloaded, ServiceUnavailable
+from .format import public_meta
 from .models import ServedModel
+
+# what Triton says when a model's queue policy rejects a request
+QUEUE_FULL = ("Exceeds maximum queue size", "Request timeout expired")
+# ... and of a model the repository lists but Triton is (re)loading: retry shortly
+RELOADING = ("Request for unknown model", "has no available versions", "is not ready")
 
 
 def ref(model: ServedModel | None) -> ModelRef | None:
@@ -25,7 +34,7 @@ def ref(model: ServedModel | None) -> ModelRef | None:
 
 
 async def infer(
-    client: PipelineClient,
+    services: Services,
     image: np.ndarray,
     detector: ServedModel | None,
     pose: ServedModel | None,
@@ -33,9 +42,20 @@ async def infer(
 ) -> PipelineResult:
     """``options``: the rest of a ``PipelineRequest`` (threshold, boxes, tracks...)."""
     request = PipelineRequest(image, ref(detector), ref(pose), **options)
+    sent = time.monotonic()
     try:
-        return await client.infer(request)
+        return await services.client.infer(request)
     except TritonUnavailable as exc:
-        raise ServiceUnavailable(f"inference server unavailable: {exc}") from exc
+        raise ServiceUnavailable(f"inference server unavailable: {exc}", retry_after=1) from exc
     except TritonError as exc:
-        raise InferenceFailed(f"inference failed: {exc}") from exc
+        message = public_meta(str(exc))  # no server paths in what a client reads
+        if any(m in message for m in QUEUE_FULL):  # Triton's own admission (queue policy)
+            raise Overloaded(f"Triton is at capacity: {message}", retry_after=1) from exc
+        if any(m in message for m in RELOADING):
+            raise ServiceUnavailable(f"a model is being loaded: {message}", retry_after=1) from exc
+        model = unhealthy_model(message)
+        if model is None:
+            raise InferenceFailed(f"inference failed: {message}") from exc
+        if services.keeper is not None:  # a crashed Python-backend stub: reload its model
+            services.keeper.report(model, sent)
+        raise ServiceUnavailable(f"{model} is restarting: {message}", retry_after=1) from exc

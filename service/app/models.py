@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from service.core.specs import ModelSpec
-from service.metadata import ModelRecord, RecordCache, read_defaults
+from service.metadata import MODEL_NAME, ModelRecord, RecordCache, read_defaults
 from service.settings import OFFICIAL_POSE_MODEL, Settings
 
 from .errors import UnknownModel
@@ -54,6 +55,8 @@ class ModelIndex:
         self.records = RecordCache(self.repository)
 
     def record(self, name: str) -> ModelRecord:
+        if not re.match(MODEL_NAME, name):  # never a path outside the repository
+            raise UnknownModel(f"{name!r} is not a model name")
         try:
             return self.records.get(name)
         except KeyError:

@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.metadata import MODEL_NAME
+
 from .errors import InvalidParameter
 
 M = TypeVar("M", bound=BaseModel)
@@ -19,11 +21,11 @@ def _max_persons():
 
 
 def _pose_model():
-    return Field(None, description="pose model name (see /v1/models)")
+    return Field(None, pattern=MODEL_NAME, description="pose model name (see /v1/models)")
 
 
 def _detector():
-    return Field(None, description="detector model name (see /v1/models)")
+    return Field(None, pattern=MODEL_NAME, description="detector model name (see /v1/models)")
 
 
 class PoseOptions(BaseModel):

@@ -33,8 +33,9 @@ def letterbox(
     h, w = image.shape[:2]
     long_edge, short_edge = max(size), min(size)
     s = np.float32(min(long_edge / max(h, w), short_edge / min(h, w)))
-    dst_w = int(np.float32(w) * s + np.float32(0.5))
-    dst_h = int(np.float32(h) * s + np.float32(0.5))
+    # at least one pixel: a 1x2000 image would round to no row at all
+    dst_w = max(1, int(np.float32(w) * s + np.float32(0.5)))
+    dst_h = max(1, int(np.float32(h) * s + np.float32(0.5)))
     resized = image
     if (dst_w, dst_h) != (w, h):
         resized = cv2.resize(image, (dst_w, dst_h), interpolation=cv2.INTER_LINEAR)

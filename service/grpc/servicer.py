@@ -1,4 +1,8 @@
-"""``rtmserve.v1.PoseService``: the same flows as the HTTP routes, over gRPC (grpc.aio)."""
+"""``rtmserve.v1.PoseService``: the same flows as the HTTP routes, over gRPC (grpc.aio).
+
+The API key travels as ``x-api-key`` or ``authorization: Bearer KEY`` metadata; a stream whose
+client goes silent for ``idle_timeout_s`` ends with DEADLINE_EXCEEDED.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from contextlib import aclosing
 
 import grpc
 
+from service.app.access import presented_key
 from service.app.context import Services
 from service.app.errors import ApiError
 from service.app.estimate import estimate_pose
 from service.app.schemas import FrameResult
+from service.app.timeouts import within_idle
 from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
+from service.metrics.families import CLIENT_REQUESTS
 
 from .convert import decode_image_message, frame_input, pose_options, stream_options
 from .gen import pose_pb2 as pb
@@ -27,11 +34,19 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    def _client(self, context: grpc.aio.ServicerContext) -> str:
+        metadata = dict(context.invocation_metadata() or ())
+        key = presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+        name = self.services.access.authenticate(key)
+        CLIENT_REQUESTS.labels("grpc", name).inc()
+        return name
+
     async def Estimate(
         self, request: pb.EstimateRequest, context: grpc.aio.ServicerContext
     ) -> pb.PoseResponse:
         max_pixels = self.services.settings.max_image_pixels
         try:
+            self._client(context)
             response = await estimate_pose(
                 self.services,
                 pose_options(request),
@@ -46,19 +61,22 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
         request_iterator: AsyncIterator[pb.StreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.FrameResult]:
-        requests = aiter(request_iterator)
+        idle = self.services.settings.idle_timeout_s
+        requests = within_idle(aiter(request_iterator), idle, "the stream")
         try:
+            client = self._client(context)
             first = await anext(requests, None)
             if first is None:
                 return
             is_config = first.WhichOneof("kind") == "config"
             options = stream_options(first.config if is_config else pb.StreamConfig())
             models = StreamModels.resolve(self.services.index, options)
-            session = StreamSession(self.services, models, options)
-            frames = self._frames(None if is_config else first, requests)
-            async with aclosing(run_stream(session, frames, api="grpc")) as results:
-                async for result in results:
-                    yield _frame_message(result)
+            with self.services.streams.reserve(client):
+                session = StreamSession(self.services, models, options)
+                frames = self._frames(None if is_config else first, requests)
+                async with aclosing(run_stream(session, frames, api="grpc")) as results:
+                    async for result in results:
+                        yield _frame_message(result)
         except ApiError as exc:
             await abort(context, exc)
 

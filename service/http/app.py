@@ -42,8 +42,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    for module in (pose, video, models, health, debug):
+    for module in (pose, video, models, health):
         app.include_router(module.router)
+    if settings.debug_endpoints:  # off by default; then like the API, behind the keys
+        app.include_router(debug.router)
     add_error_handlers(app)
     app.add_middleware(MetricsMiddleware, not_in_flight=(health.METRICS_PATH,))
     return app

@@ -1,7 +1,8 @@
 """``GET /debug/runtime``: what this process is running, so leaks are observable from outside.
 
-Counts only (live video streams, asyncio tasks, Python threads): the tests use it to prove that
-a cancelled stream leaves nothing behind.
+Counts only (live video streams, asyncio tasks, Python threads, images admitted and waiting):
+the tests use it to prove that a cancelled stream leaves nothing behind. Served only with
+``RTMSERVE_DEBUG_ENDPOINTS=1``, and then behind the API keys like the API.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pydantic import BaseModel
 
 from service.app.video.session import ACTIVE_STREAMS
 
+from .deps import ClientDep, ServicesDep
+
 router = APIRouter()
 
 
@@ -21,12 +24,16 @@ class Runtime(BaseModel):
     streams: int
     tasks: int
     threads: int
+    in_flight: int
+    waiting: int
 
 
 @router.get("/debug/runtime", response_model=Runtime, summary="Live streams, tasks and threads")
-async def runtime() -> Runtime:
+async def runtime(services: ServicesDep, client: ClientDep) -> Runtime:
     return Runtime(
         streams=ACTIVE_STREAMS.count,
         tasks=len(asyncio.all_tasks()),
         threads=threading.active_count(),
+        in_flight=services.admission.in_flight,
+        waiting=services.admission.waiting,
     )

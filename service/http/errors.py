@@ -12,7 +12,13 @@ from service.app.options import problems
 from service.app.schemas import ErrorResponse
 from service.metrics.record import observe_error
 
-ERROR_RESPONSES = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 502, 503)}
+ERROR_CODES = (400, 401, 404, 408, 413, 415, 422, 429, 502, 503)
+ERROR_RESPONSES = {code: {"model": ErrorResponse} for code in ERROR_CODES}
+# for routes whose success is not JSON: errors still are
+JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+STREAM_ERROR_RESPONSES = {
+    code: {"description": "error", "content": JSON_ERROR} for code in ERROR_CODES if code != 502
+}
 BINARY = {"type": "string", "format": "binary"}
 
 
@@ -33,7 +39,12 @@ def binary_body(kind: str, subtypes: tuple[str, ...]) -> dict:
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     observe_error("http", exc.code)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import __version__
 from service.app.readiness import check_readiness
 from service.app.schemas import Readiness
-from service.metrics.families import READY
+from service.metrics.families import ADMISSION, READY
 
 from .deps import ServicesDep
 
@@ -37,4 +37,6 @@ async def metrics(services: ServicesDep) -> Response:
     except Exception:  # a failing check reads as not ready; the scrape itself must succeed
         ready = False
     READY.set(1 if ready else 0)
+    ADMISSION.labels("in_flight").set(services.admission.in_flight)
+    ADMISSION.labels("waiting").set(services.admission.waiting)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -6,9 +6,10 @@ import asyncio
 
 from fastapi import APIRouter
 
+from service.app.format import public_meta
 from service.app.schemas import ModelInfo, ModelsResponse, VersionInfo
 
-from .deps import ServicesDep
+from .deps import ClientDep, ServicesDep
 
 router = APIRouter()
 
@@ -16,7 +17,7 @@ router = APIRouter()
 @router.get(
     "/v1/models", response_model=ModelsResponse, summary="Models, versions and their status"
 )
-async def models(services: ServicesDep) -> ModelsResponse:
+async def models(services: ServicesDep, client: ClientDep) -> ModelsResponse:
     index, client = services.index, services.client
     records = index.all()
     pairs = [(r, v) for r in records for v in sorted(r.versions)]
@@ -35,7 +36,7 @@ async def models(services: ServicesDep) -> ModelsResponse:
                         serving=v == r.serving_version,
                         ready=state[(r.name, v)],
                         trained=bool(meta.get("trained", True)),
-                        meta=meta,
+                        meta=public_meta(meta),
                     )
                     for v, meta in sorted(r.versions.items())
                 ],

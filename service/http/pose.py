@@ -14,7 +14,7 @@ from service.app.estimate import estimate_pose
 from service.app.options import PoseOptions
 from service.app.schemas import PoseResponse
 
-from .deps import ServicesDep
+from .deps import ClientDep, ServicesDep
 from .errors import ERROR_RESPONSES, binary_body
 from .upload import read_upload
 
@@ -29,12 +29,15 @@ router = APIRouter()
     summary="Detect every person in an image and estimate their 17 COCO keypoints",
 )
 async def pose(
-    request: Request, options: Annotated[PoseOptions, Query()], services: ServicesDep
+    request: Request,
+    options: Annotated[PoseOptions, Query()],
+    services: ServicesDep,
+    client: ClientDep,
 ) -> PoseResponse:
     settings = services.settings
 
     async def load() -> tuple[np.ndarray, str]:
-        data = await read_upload(request, settings.max_upload_bytes, InvalidImage)
+        data = await read_upload(request, settings, settings.max_upload_bytes, InvalidImage)
         return await run_in_threadpool(decode_image, data, settings.max_image_pixels)
 
     return await estimate_pose(services, options, load)

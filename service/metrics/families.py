@@ -26,6 +26,10 @@ STAGES = ("decode", "inference", "preprocess", "detector", "pose", "postprocess"
 # exception: HTTP 500, gRPC UNKNOWN). tests/test_metrics_families.py keeps this list complete.
 ERROR_CODES = (
     "bad_request",
+    "unauthenticated",
+    "request_timeout",
+    "rate_limited",
+    "overloaded",
     "unsupported_media_type",
     "invalid_image",
     "invalid_video",
@@ -72,6 +76,21 @@ STREAMS = Counter("rtmserve_streams", "Video streams started", ("api",))
 STREAMS_OPEN = Gauge("rtmserve_streams_open", "Video streams in progress", ("api",))
 STREAM_FRAMES = Counter("rtmserve_stream_frames", "Video frames answered", ("api", "detected"))
 READY = Gauge("rtmserve_ready", "1 while Triton and the serving models are ready (as /readyz)")
+CLIENT_REQUESTS = Counter(
+    "rtmserve_client_requests",
+    "Requests by client (its API key's name, never the key)",
+    ("api", "client"),
+)
+ADMISSION = Gauge(
+    "rtmserve_admission", "Images in progress and waiting for a slot", ("state",)
+)  # state: in_flight, waiting
+TRITON_RESTARTS = Counter("rtmserve_triton_restarts", "Embedded tritonserver restarts")
+TRITON_EXIT_CODE = Gauge(
+    "rtmserve_triton_last_exit_code", "Exit code of the last unasked tritonserver exit"
+)
+MODEL_RELOADS = Counter(
+    "rtmserve_model_reloads", "Models found unloaded or unready and loaded again", ("model",)
+)
 BUILD = Info("rtmserve_build", "rtmserve version")
 
 

@@ -7,11 +7,12 @@ import zipfile
 from pathlib import Path
 
 from service.core.specs import ModelSpec
+from service.metadata import MODEL_NAME
 
 from .cache import CheckpointConverter, PulledModel, install_file
 from .catalogue import CATALOGUE, ModelEntry, Source, get_entry
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RE = re.compile(MODEL_NAME)
 
 
 def import_model(

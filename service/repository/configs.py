@@ -85,6 +85,11 @@ def render_model(
         if "intra_op_threads" in config.parameters:
             config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
         shape(config, spec, rel, options)  # type: ignore[arg-type]
+        if config.HasField("dynamic_batching"):
+            policy = config.dynamic_batching.default_queue_policy
+            policy.max_queue_size = options.triton_queue_size
+            policy.default_timeout_microseconds = options.triton_queue_timeout_us
+            policy.timeout_action = mc.ModelQueuePolicy.REJECT
         out[rel] = _dump(config, f"{kind}/{rel}")
     return out
 

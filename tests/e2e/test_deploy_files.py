@@ -33,7 +33,15 @@ COMPOSE = ROOT / "docker-compose.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 # Flags of the embedded server that differ by nature in the NGC image: its own backends, and
 # GPU metrics (the embedded server has no GPU).
-EMBEDDED_ONLY = {"--backend-directory", "--allow-gpu-metrics"}
+# the embedded server listens on loopback; in compose, Triton's own container listens on the
+# internal `backend` network
+EMBEDDED_ONLY = {
+    "--backend-directory",
+    "--allow-gpu-metrics",
+    "--http-address",
+    "--grpc-address",
+    "--metrics-address",
+}
 COMPOSE_ONLY = {"--model-config-name"}
 
 
@@ -65,7 +73,9 @@ def flags(command: list[str]) -> dict[str, str]:
 
 
 def container_ports(service: dict) -> set[int]:
-    return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
+    """Ports the container serves: published or only exposed to its networks."""
+    listed = [*service.get("ports", []), *service.get("expose", [])]
+    return {int(str(p).split(":")[-1].split("/")[0]) for p in listed}
 
 
 def url_port(url: str) -> int:
@@ -208,6 +218,10 @@ def test_containers_run_the_commands_the_tests_run(compose, monkeypatch):
     for name in ("models", "triton", "gateway", "gateway-cpu"):
         assert f"models:{home}" in services[name]["volumes"], name
     assert ports.http in container_ports(services["triton"])
+    # Triton (model control included) is never published, only on the internal network
+    assert "ports" not in services["triton"] and services["triton"]["networks"] == ["backend"]
+    assert compose["networks"]["backend"]["internal"] is True
+    assert "backend" in services["gateway"]["networks"]
 
     gateway = serve_settings(services["gateway"], monkeypatch)
     assert gateway.triton_url == f"triton:{ports.grpc}"
@@ -222,7 +236,12 @@ def test_containers_run_the_commands_the_tests_run(compose, monkeypatch):
     assert cpu.triton_url is None  # starts the embedded Triton
     expected = {cpu.http_port, cpu.grpc_port, cpu.triton_metrics_port}
     assert expected <= container_ports(services["gateway-cpu"])
-    assert {"gateway", "triton"} <= set(services["gateway-cpu"]["networks"]["default"]["aliases"])
+    networks = services["gateway-cpu"]["networks"]
+    assert networks["default"]["aliases"] == ["gateway"]
+    assert networks["backend"]["aliases"] == ["triton"]
+    assert cpu.triton_metrics_host == "0.0.0.0" and cpu.triton_metrics_port not in {
+        int(str(p).split(":")[-1]) for p in services["gateway-cpu"]["ports"]
+    }
 
 
 def test_prometheus_and_grafana_point_at_the_services(compose, monkeypatch):

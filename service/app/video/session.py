@@ -21,7 +21,7 @@ from service.core.pipeline import STAGES
 from service.metrics.record import metered_stream
 
 from ..context import Services
-from ..errors import ApiError, InferenceFailed, StreamLimitExceeded
+from ..errors import ApiError, InferenceFailed, ServiceUnavailable, StreamLimitExceeded
 from ..format import image_info, models_used, person_fields, timings
 from ..inference import infer
 from ..models import ModelIndex, ServedModel
@@ -114,7 +114,7 @@ class StreamSession:
         fps: float | None = None,
     ) -> None:
         settings = services.settings
-        self.client, self.models, self.options = services.client, models, options
+        self.services, self.models, self.options = services, models, options
         self.det_interval = options.det_interval or settings.video_det_interval
         self.max_persons = options.max_persons or settings.max_persons
         self.max_frames, self.max_seconds = settings.max_video_frames, settings.max_video_seconds
@@ -175,7 +175,7 @@ class StreamSession:
             p = self.tracker.params
             table = self.tracker.table(width, height)
             result = await infer(
-                self.client, image, detector, pose,
+                self.services, image, detector, pose,
                 score_threshold=self.options.score_threshold, max_persons=self.max_persons,
                 tracks=table, track_thresholds=(p.track_iou_thr, p.det_nms_thr),
             )  # fmt: skip
@@ -188,7 +188,7 @@ class StreamSession:
                 k = len(pose.keypoint_names)
                 return _Inference(False, [], np.zeros((0, k, 3), np.float32))
             boxes = np.array([[*c.box, c.score] for c in candidates], np.float32)
-            result = await infer(self.client, image, None, pose, boxes=boxes)
+            result = await infer(self.services, image, None, pose, boxes=boxes)
         round_trip_ms = (time.perf_counter() - t) * 1e3
         self._until_detection = self.det_interval - 1 if detect else self._until_detection - 1
         return _Inference(detect, candidates, result.keypoints, result.stage_ms, round_trip_ms)
@@ -226,8 +226,15 @@ async def run_stream(
     session: StreamSession, frames: AsyncIterator[FrameInput], api: str = "http"
 ) -> AsyncIterator[FrameResult]:
     """Results in frame order; counted in ``ACTIVE_STREAMS`` and the ``api``'s metrics."""
+    services = session.services
     with ACTIVE_STREAMS.track(), metered_stream(api) as meter:
         async for frame in frames:
+            if services.draining_until is not None and time.monotonic() > services.draining_until:
+                raise ServiceUnavailable(
+                    "the server is shutting down: resume the stream from the next frame on "
+                    "another replica (track IDs will start afresh)",
+                    retry_after=1,
+                )
             result = await session.process(frame)
             error = result.error.code if result.error else None
             meter.frame(result.detected, error, result.timings, len(result.persons))

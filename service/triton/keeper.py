@@ -1,0 +1,104 @@
+"""Keep every model of the repository loaded, and its Python-backend stubs alive.
+
+Two faults leave Triton up and its health endpoints green while requests fail:
+
+- a model unloaded behind the service's back (an unauthenticated ``unload`` call, say);
+  Triton's repository index then says ``UNAVAILABLE``;
+- a Python-backend stub killed on its own: Triton keeps the model ``READY`` but answers every
+  request of that instance with "Stub process ... is not healthy", for good (2.51 neither
+  restarts nor even reaps it).
+
+The keeper looks every ``period_s``: at the index, at the stubs of the embedded server (a stub
+that became a zombie died), and at the models the application saw fail that way (``report``).
+An unloaded model is loaded again; one with a dead stub is unloaded and loaded (Triton may
+take a plain load of an unchanged, loaded model for a no-op), which starts new stubs. Either
+is ``repairing`` meanwhile, so readiness says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+
+import httpx
+
+from .embedded import EmbeddedTriton
+
+log = logging.getLogger(__name__)
+UNHEALTHY_STUB = re.compile(r"Stub process '(?P<instance>[^']+)_\d+_\d+' is not healthy")
+BUSY = ("LOADING", "UNLOADING")
+
+
+def unhealthy_model(message: str) -> str | None:
+    """The model whose stub Triton says is dead, from one of its error messages."""
+    found = UNHEALTHY_STUB.search(message)
+    return found.group("instance") if found else None
+
+
+class ModelKeeper:
+    def __init__(
+        self,
+        control_url: str,
+        stubs: EmbeddedTriton | None = None,
+        on_reload: Callable[[str], None] | None = None,
+        period_s: float = 1.0,
+    ) -> None:
+        """``stubs``: the embedded server, whose stub processes can be watched."""
+        self.url = control_url.rstrip("/") if "://" in control_url else f"http://{control_url}"
+        self.stubs, self.on_reload, self.period_s = stubs, on_reload, period_s
+        self.repairing: set[str] = set()
+        self._reported: dict[str, float] = {}  # model -> when a request saw its stub dead
+        self._reloaded: dict[str, float] = {}  # model -> when its last reload was done
+        self._wake = asyncio.Event()
+
+    def report(self, model: str, sent: float) -> None:
+        """A request sent at ``sent`` (``time.monotonic()``) found a dead stub of ``model``:
+        repair it now, unless it was sent before the last reload was done (the old fault)."""
+        self._reported[model] = max(sent, self._reported.get(model, 0.0))
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=300) as http:
+            while True:
+                try:
+                    await self.check(http)
+                except (httpx.HTTPError, ValueError) as exc:  # Triton down: the supervisor's
+                    log.debug("model check skipped: %s", exc)
+                except Exception:  # never let the keeper die
+                    log.exception("model check failed")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.period_s)
+
+    async def check(self, http: httpx.AsyncClient) -> None:
+        index = (await http.post(f"{self.url}/v2/repository/index", json={})).json()
+        states: dict[str, set[str]] = {}
+        for entry in index:
+            states.setdefault(entry["name"], set()).add(entry.get("state", ""))
+        unloaded = {n for n, s in states.items() if not s & {"READY", *BUSY}}
+        crashed = self.stubs.dead_stubs() if self.stubs else set()
+        reported, self._reported = self._reported, {}
+        failing = {m for m, t in reported.items() if m in states and t > self._reloaded.get(m, 0)}
+        broken = unloaded | crashed | failing
+        self.repairing = broken
+        for name in sorted(broken):
+            control = f"{self.url}/v2/repository/models/{name}"
+            if name in unloaded:
+                log.warning("model %s is not loaded: loading it again", name)
+            else:  # a load of an unchanged loaded model may change nothing: unload first
+                log.warning("a Python-backend stub of %s died: reloading the model", name)
+                await http.post(f"{control}/unload")
+            r = await http.post(f"{control}/load")
+            self._reloaded[name] = time.monotonic()
+            if self.stubs is not None:
+                self.stubs.forget_stubs(name)
+            if r.status_code == 200:
+                self.repairing.discard(name)
+                if self.on_reload is not None:
+                    self.on_reload(name)
+            else:
+                log.error("could not load %s again: %s", name, r.text)

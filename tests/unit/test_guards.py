@@ -1,0 +1,157 @@
+"""Access control, admission, path hiding and image integrity, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.app.access import AccessControl, TokenBucket, parse_keys, presented_key
+from service.app.admission import Admission, StreamSlots
+from service.app.decode import decode_image
+from service.app.errors import (
+    InvalidImage,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+)
+from service.app.format import public_meta
+from service.triton.keeper import unhealthy_model
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_keys_parse_from_commas_and_lines_and_never_echo_a_bad_entry():
+    assert parse_keys("a:1, b:2\n# c:3\nd : 4", "x") == {"a": b"1", "b": b"2", "d": b"4"}
+    with pytest.raises(ValueError) as err:
+        parse_keys("a:1\nsecretkeywithoutname", "keys.txt")
+    assert "entry 2" in str(err.value) and "secretkeywithoutname" not in str(err.value)
+
+
+def test_keys_are_checked_and_the_client_is_known_by_its_name():
+    access = AccessControl({"alice": b"k1", "bob": b"k2"})
+    assert access.authenticate("k2") == "bob"
+    for bad in (None, "", "k3", "k1 "):
+        with pytest.raises(Unauthenticated):
+            access.authenticate(bad)
+    assert AccessControl({}).authenticate(None) == "anonymous"  # no keys, no checks
+    assert presented_key(None, "Bearer k1") == "k1" and presented_key("k2", "Bearer k1") == "k2"
+    assert presented_key(None, "Basic k1") is None
+
+
+def test_a_token_bucket_refills_at_its_rate():
+    clock = Clock()
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(3)] == [0, 0, 0]
+    assert bucket.take() == pytest.approx(0.5)  # the next token is half a second away
+    clock.t += 0.5
+    assert bucket.take() == 0
+    access = AccessControl({"a": b"k"}, rate=1.0, burst=1, clock=clock)
+    access.authenticate("k")
+    with pytest.raises(RateLimited) as err:
+        access.authenticate("k")
+    assert err.value.retry_after == 1 and "'a'" in err.value.message
+
+
+def test_admission_queues_a_few_and_sheds_the_rest():
+    async def main():
+        admission = Admission(max_in_flight=2, max_queued=1, queue_timeout_s=0.5)
+        release = asyncio.Event()
+        outcomes: list[str] = []
+
+        async def request(i: int) -> None:
+            try:
+                async with admission.slot():
+                    outcomes.append(f"in {i}")
+                    await release.wait()
+            except Overloaded as exc:
+                assert exc.retry_after == 1
+                outcomes.append(f"shed {i}")
+
+        tasks = [asyncio.create_task(request(i)) for i in range(5)]
+        for _ in range(10):  # let every request reach its decision
+            await asyncio.sleep(0)
+        assert (admission.in_flight, admission.waiting) == (2, 1)
+        assert sorted(outcomes) == ["in 0", "in 1", "shed 3", "shed 4"]
+        release.set()
+        await asyncio.gather(*tasks)
+        assert "in 2" in outcomes and (admission.in_flight, admission.waiting) == (0, 0)
+        # a waiter that never gets a slot is shed when its time is up
+        hold = asyncio.Event()
+        holders = [asyncio.create_task(request_until(admission, hold)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match=r"within 0\.5 s"):
+            async with admission.slot():
+                pass
+        hold.set()
+        await asyncio.gather(*holders)
+
+    async def request_until(admission: Admission, hold: asyncio.Event) -> None:
+        async with admission.slot():
+            await hold.wait()
+
+    asyncio.run(main())
+
+
+def test_stream_slots_cap_the_server_and_each_client():
+    slots = StreamSlots(max_streams=3, max_per_client=2)
+    with slots.reserve("a"), slots.reserve("a"):
+        with pytest.raises(RateLimited):
+            slots.reserve("a").__enter__()
+        with slots.reserve("b"), pytest.raises(Overloaded):
+            slots.reserve("c").__enter__()
+    assert sum(slots.open.values()) == 0
+
+
+def test_responses_name_files_not_their_folders():
+    meta = {
+        "origin": "mirror:/srv/models/rtmdet/end2end.onnx",
+        "evaluations": [{"dataset": "/data/coco_val_subset"}],
+        "source": "https://download.openmmlab.com/mmpose/rtmpose-cpu.zip",
+        "card": "bundled with rtmserve (models/x/MODEL_CARD.md)",
+        "file": "file:///opt/rtmserve/models/x/model.onnx",
+    }
+    assert public_meta(meta) == {
+        "origin": "mirror:end2end.onnx",
+        "evaluations": [{"dataset": "coco_val_subset"}],
+        "source": "https://download.openmmlab.com/mmpose/rtmpose-cpu.zip",
+        "card": "bundled with rtmserve (models/x/MODEL_CARD.md)",
+        "file": "model.onnx",
+    }
+
+
+def encode(fmt: str, h: int = 64, w: int = 96) -> bytes:
+    out = io.BytesIO()
+    pixels = np.linspace(0, 255, h * w * 3).reshape(h, w, 3).astype(np.uint8)
+    Image.fromarray(pixels).save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "WEBP"])
+def test_whole_images_decode_and_truncated_ones_are_refused(fmt: str):
+    data = encode(fmt)
+    image, _ = decode_image(data, 10_000)
+    assert image.shape == (64, 96, 3)
+    with pytest.raises(InvalidImage):
+        decode_image(data[: len(data) * 2 // 3], 10_000)
+    with pytest.raises(PayloadTooLarge):
+        decode_image(data, 64 * 96 - 1)
+
+
+def test_a_dead_stub_is_recognised_in_tritons_message():
+    message = (
+        "inference failed: rtmserve-pose-n v1: Stub process 'rtmserve-pose-n_0_0' is not healthy."
+    )
+    assert unhealthy_model(message) == "rtmserve-pose-n"
+    assert unhealthy_model("Stub process 'pose_pipeline_0_3' is not healthy.") == "pose_pipeline"
+    assert unhealthy_model("onnxruntime: bad input") is None
