@@ -136,6 +136,13 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def onnx_input_batch(path: Path) -> int | None:
+    """The fixed batch size of the first input, or None when its batch axis is dynamic."""
+    model = onnx.load(str(path), load_external_data=False)
+    first = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return first.dim_value if first.HasField("dim_value") and first.dim_value > 0 else None
+
+
 def onnx_input_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of a static-size NCHW input, as the specs write sizes."""
     model = onnx.load(str(path), load_external_data=False)

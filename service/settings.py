@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(
         default=15.0, gt=0, description="longest silence inside an upload or between frames"
     )
+    readiness_probe_s: float = Field(
+        default=2.0, ge=0, description="how long a deep readiness check (one inference) holds"
+    )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="on SIGTERM, time for requests and streams to finish"
     )

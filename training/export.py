@@ -104,11 +104,13 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     parity_batch: int = 2,
     metadata: dict[str, str] | None = None,
+    static_batch: bool = False,
 ) -> ExportReport:
     """Export ``model`` (eval mode) to ``path`` and check it against PyTorch with ORT.
 
     ``input_size`` is ``(w, h)``; by default the model's own ``input_size`` attribute.
     ``metadata`` is stored as ONNX ``metadata_props`` (provenance: variant, seed, ckpt).
+    ``static_batch``: the batch axis fixed at 1, as some official SDK exports are.
     """
     if not 7 <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be in 7..{MAX_OPSET} for mmdeploy's ORT 1.15, got {opset}")
@@ -129,7 +131,9 @@ def export_onnx(
             input_names=[INPUT],
             output_names=list(POSE_OUTPUTS),
             opset_version=opset,
-            dynamic_axes={name: {0: "batch"} for name in (INPUT, *POSE_OUTPUTS)},
+            dynamic_axes=None
+            if static_batch
+            else {name: {0: "batch"} for name in (INPUT, *POSE_OUTPUTS)},
             do_constant_folding=True,
             export_params=True,
             keep_initializers_as_inputs=False,
@@ -149,6 +153,7 @@ def export_onnx(
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
 
+    parity_batch = 1 if static_batch else parity_batch
     x = torch.randn(parity_batch, 3, h, w, generator=gen)
     with torch.no_grad():
         expected = [t.numpy() for t in model(x)]
@@ -214,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--num-keypoints", type=int, default=None, help="default 17")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument(
+        "--static-batch", action="store_true", help="fix the batch axis at 1 (as some SDK zips)"
+    )
     args = parser.parse_args(argv)
 
     meta: dict[str, str] = {}
@@ -249,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         num_keypoints=str(k),
         simcc_split_ratio="2.0",
     )
-    report = export_onnx(model.eval(), args.output, input_size, args.opset, metadata=meta)
+    report = export_onnx(
+        model.eval(), args.output, input_size, args.opset, metadata=meta,
+        static_batch=args.static_batch,
+    )  # fmt: skip
     json.dump(report.as_dict(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     if report.max_abs_diff > MAX_ABS_DIFF:

@@ -4,7 +4,9 @@
                              [--models rtmpose-m ...] [--force]
 
 Each version folder holding ``model.onnx`` gets ``model.plan`` beside it, which Triton serves
-with ``--model-config-name=tensorrt`` (``configs/tensorrt.pbtxt``, rendered by rtmserve). Pose
+with ``--model-config-name=tensorrt``: ``rtmserve prepare`` (the compose ``models`` service, run
+by every ``docker compose up``) then renders ``configs/tensorrt.pbtxt`` for the plan of each
+model whose versions all have one, and for the ONNX (as the gpu config) otherwise. Pose
 models get one optimisation profile over the batch (1 / 8 / 64: Triton's dynamic batcher merges
 crops up to ``max_batch_size`` 64); detectors run at batch 1. Engines are specific to the GPU and
 the TensorRT version: build them on the serving machine with the TensorRT of the Triton image
@@ -12,7 +14,7 @@ the TensorRT version: build them on the serving machine with the TensorRT of the
 
 Uses the ``tensorrt`` Python API when importable, else ``trtexec``. Standard library otherwise
 (it reads ``rtmserve.json`` as plain JSON), so it runs in the TensorRT image as it is. After
-building, each engine's inputs and outputs are checked against ``configs/tensorrt.pbtxt``.
+building, each engine's inputs and outputs are checked against the model's ``config.pbtxt``.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ class Profile:
     max: tuple[int, ...]
 
 
-def profile_for(task: str, input_size: tuple[int, int], input_name: str = "input") -> Profile:
-    """``input_size`` is (width, height) as in the rtmserve specs."""
+def profile_for(
+    task: str, input_size: tuple[int, int], input_name: str = "input", max_batch: int = 64
+) -> Profile:
+    """``input_size`` is (width, height) as in the rtmserve specs; ``max_batch`` 1 is a pose
+    export fixed at batch 1."""
     w, h = input_size
-    if task == "pose":
+    if task == "pose" and max_batch > 1:
         lo, mid, hi = POSE_BATCH
         return Profile(input_name, (lo, 3, h, w), (mid, 3, h, w), (hi, 3, h, w))
     return Profile(input_name, (1, 3, h, w), (1, 3, h, w), (1, 3, h, w))
@@ -177,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         name, task, spec = record["name"], record["task"], record["spec"]
         if task not in ("detector", "pose") or (args.models and name not in args.models):
             continue
-        profile = profile_for(task, tuple(spec["input_size"]))
-        config = record_path.parent / "configs" / "tensorrt.pbtxt"
+        profile = profile_for(
+            task, tuple(spec["input_size"]), max_batch=spec.get("max_batch", POSE_BATCH[2])
+        )
+        # the tensor names and types any config of the model declares (the CPU one is always
+        # there; configs/tensorrt.pbtxt names the plan only once every version has one)
+        config = record_path.parent / "config.pbtxt"
         for version in version_dirs(record_path.parent):
             onnx, plan = version / "model.onnx", version / "model.plan"
             if not onnx.exists() or (plan.exists() and not args.force):
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += bool(problems)
     if failures:
         print(
-            f"{failures} engine(s) failed or do not match configs/tensorrt.pbtxt: serve those "
+            f"{failures} engine(s) failed or do not match the model's config: serve those "
             "models with --model-config-name=gpu (onnxruntime + TensorRT) instead",
             file=sys.stderr,
         )

@@ -19,7 +19,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from service.core.association import associate
-from service.core.contract import DETECTOR_OUTPUTS, INPUT, POSE_MAX_BATCH, POSE_OUTPUTS
+from service.core.contract import DETECTOR_OUTPUTS, INPUT, POSE_OUTPUTS
+from service.core.fingerprint import check as check_core
 from service.core.pipeline import run_topdown
 from service.core.specs import spec_from_dict
 
@@ -40,6 +41,10 @@ def _spec(text, kind):
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        check_core(params.get("core_fingerprint", {}).get("string_value"))
+
     def execute(self, requests):
         return [self._handle(r) for r in requests]
 
@@ -100,14 +105,14 @@ class TritonPythonModel:
             raise PipelineError(f"{name}_SPEC is required with {name}")
         spec = _spec(bytes(spec_text.reshape(-1)[0]), kind)
         if kind == "pose":
-            return spec, lambda x: _infer_batched(label, version, x, outputs)
+            return spec, lambda x: _infer_batched(label, version, x, outputs, spec.max_batch)
         return spec, lambda x: _infer(label, version, x, outputs)
 
 
-def _infer_batched(name, version, crops, outputs):
+def _infer_batched(name, version, crops, outputs, max_batch):
     parts = [
-        _infer(name, version, crops[i : i + POSE_MAX_BATCH], outputs)
-        for i in range(0, len(crops), POSE_MAX_BATCH)
+        _infer(name, version, crops[i : i + max_batch], outputs)
+        for i in range(0, len(crops), max_batch)
     ]
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(outputs)))
 
@@ -118,6 +123,9 @@ def _infer(name, version, tensor, outputs):
         model_version=version,
         requested_output_names=list(outputs),
         inputs=[pb_utils.Tensor(INPUT, np.ascontiguousarray(tensor, np.float32))],
+        # outputs as numpy: on a GPU the native backends would leave them in GPU memory,
+        # where .as_numpy() fails ("Tensor is stored in GPU", triton-inference-server#3944)
+        preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
     )
     response = request.exec()
     if response.has_error():

@@ -90,11 +90,16 @@ def channel(target: str) -> grpc.Channel:
 
 
 def stream(
-    target: str, config: pb.StreamConfig, frames: Iterable[SourceFrame]
+    target: str,
+    config: pb.StreamConfig,
+    frames: Iterable[SourceFrame],
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> Iterator[pb.FrameResult]:
-    """One result per frame, in order; raises ``grpc.RpcError`` when the stream fails."""
+    """One result per frame, in order; raises ``grpc.RpcError`` when the stream fails.
+    ``metadata``: e.g. the API key, ``(("x-api-key", KEY),)``."""
     with channel(target) as ch:
-        yield from pb_grpc.PoseServiceStub(ch).Stream(stream_requests(config, frames))
+        stub = pb_grpc.PoseServiceStub(ch)
+        yield from stub.Stream(stream_requests(config, frames), metadata=metadata)
 
 
 def frame_result(message: pb.FrameResult) -> FrameResult:

@@ -5,6 +5,7 @@ pipeline client)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,6 +34,15 @@ class PipelineClient(Protocol):
 
 
 @dataclass
+class ProbeState:
+    """The last deep readiness check (``service.app.readiness``): when, and what was wrong."""
+
+    checked: float = float("-inf")  # time.monotonic()
+    problem: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
 class Services:
     settings: Settings
     client: PipelineClient
@@ -42,6 +52,7 @@ class Services:
     streams: StreamSlots
     keeper: ModelKeeper | None = field(default=None)  # None: Triton is not ours to repair
     draining_until: float | None = field(default=None)  # time.monotonic() once shutting down
+    probe: ProbeState = field(default_factory=ProbeState)
 
     def drain(self, grace_s: float) -> None:
         """Shutting down: readiness fails now, open streams end before ``grace_s`` is up."""

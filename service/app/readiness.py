@@ -1,30 +1,71 @@
-"""Is the service ready to answer? One check for ``/readyz``, ``/metrics`` and gRPC health."""
+"""Is the service ready to answer? One check for ``/readyz``, ``/metrics`` and gRPC health.
+
+``/readyz`` (what load balancers, compose and Kubernetes ask) is deep: loaded models are not
+enough (a stub may be dead, a GPU config may fail at run time), so once Triton says everything
+is loaded, one real inference goes through the pipeline: a small built-in image with one track
+to follow, which runs the detector and the pose model in one call. Its outcome holds for
+``readiness_probe_s``. gRPC health and ``rtmserve_ready``, polled every second or so, check
+what is loaded and the last deep check's outcome without running inferences of their own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+import numpy as np
+
+from service.core.association import track_table
 from service.core.contract import PIPELINE_MODEL
 
 from .context import Services
 from .errors import ApiError
+from .inference import infer
+from .models import ServedModel
 from .schemas import Readiness
 
+PROBE_IMAGE = np.full((96, 128, 3), 127, np.uint8)
+PROBE_BOX = [[16.0, 8.0, 112.0, 88.0]]
+PROBE_TRACKS = track_table(PROBE_BOX, [0.9], PROBE_BOX, [True])
 
-async def check_readiness(services: Services) -> Readiness:
-    """Ready when Triton answers and the pipeline and default models' serving versions load."""
+
+async def _probe(services: Services, detector: ServedModel, pose: ServedModel) -> str | None:
+    """What is wrong with a real inference now, or None (cached for ``readiness_probe_s``)."""
+    state = services.probe
+    async with state.lock:  # one probe at a time; the others take its result
+        if time.monotonic() - state.checked < services.settings.readiness_probe_s:
+            return state.problem
+        try:
+            result = await infer(
+                services, PROBE_IMAGE, detector, pose,
+                tracks=PROBE_TRACKS, track_thresholds=(0.4, 0.7),
+            )  # fmt: skip
+            poses = result.keypoints
+            ok = len(poses) > 0 and poses.shape[1] > 0 and bool(np.isfinite(poses).all())
+            state.problem = None if ok else "an inference check returned no pose"
+        except ApiError as exc:
+            state.problem = f"an inference check failed: {exc.message}"
+        state.checked = time.monotonic()
+        return state.problem
+
+
+async def check_readiness(services: Services, deep: bool = False) -> Readiness:
+    """Ready when Triton answers, the pipeline and default models' serving versions are
+    loaded, and (``deep``: now; else as last checked) an inference through them succeeds."""
     client, index = services.client, services.index
     # read before asking Triton, which may answer only once a model (re)load is over
     repairing = set(services.keeper.repairing) if services.keeper else set()
     triton = await client.server_ready()
     checks: dict[str, bool] = {}
     reason = None if triton else f"Triton at {client.url} is not ready"
+    served: dict[str, ServedModel] = {}
     if triton:
         refs = [(PIPELINE_MODEL, 1)]
         for task in ("detector", "pose"):
             name = index.default(task)
             try:
-                refs.append((name, index.serving(name, task).version))
+                served[task] = index.serving(name, task)
+                refs.append((name, served[task].version))
             except ApiError as exc:
                 checks[name] = False
                 reason = exc.message
@@ -35,6 +76,13 @@ async def check_readiness(services: Services) -> Readiness:
         for name in sorted(repairing):
             checks[f"{name}:repairing"] = False
             reason = reason or f"reloading {', '.join(sorted(repairing))}"
+        if all(checks.values()) and len(served) == 2:
+            if deep:
+                problem = await _probe(services, served["detector"], served["pose"])
+            else:
+                problem = services.probe.problem
+            checks["inference"] = problem is None
+            reason = reason or problem
     if services.draining:
         reason = "shutting down"
     return Readiness(

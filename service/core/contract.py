@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
+from .specs import POSE_MAX_BATCH, DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
+
+__all__ = ["POSE_MAX_BATCH"]  # re-exported: the batch the contract's pose models take
 
 INPUT = "input"
 POSE_OUTPUTS = ("simcc_x", "simcc_y")
 DETECTOR_OUTPUTS = ("dets", "labels")
 ONE_STAGE_OUTPUTS = ("dets", "keypoints")
-# Crops per pose-model request: the batch axis of every rendered pose config.
-POSE_MAX_BATCH = 64
 PIPELINE_MODEL = "pose_pipeline"
 
 

@@ -16,6 +16,8 @@ RGB_MEAN = (123.675, 116.28, 103.53)
 RGB_STD = (58.395, 57.12, 57.375)
 BGR_MEAN = RGB_MEAN[::-1]
 BGR_STD = RGB_STD[::-1]
+# Crops per pose-model call on exports with a batch axis: the rendered max_batch_size.
+POSE_MAX_BATCH = 64
 
 
 class _Spec:
@@ -69,6 +71,9 @@ class PoseSpec(_Spec):
     crop: Literal["sdk", "affine"] = "sdk"
     simcc_split_ratio: float = 2.0
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
+    # crops per call: POSE_MAX_BATCH with a batch axis, 1 for an export fixed at batch 1 (the
+    # pipeline then sends crops one at a time and Triton serves it with max_batch_size 0)
+    max_batch: int = POSE_MAX_BATCH
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ async def healthz() -> dict:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(services: ServicesDep):
     """Ready when Triton answers and the pipeline and default models' serving versions load."""
-    body = await check_readiness(services)
+    body = await check_readiness(services, deep=True)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 

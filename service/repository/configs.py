@@ -14,7 +14,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from service.core.contract import PIPELINE_MODEL, POSE_MAX_BATCH
+from service.core.contract import PIPELINE_MODEL
+from service.core.fingerprint import fingerprint
 from service.core.specs import DetectorSpec, ModelSpec, PoseSpec
 from service.settings import ServingOptions
 
@@ -59,18 +60,67 @@ def _shape_detector(config: mc.ModelConfig, spec: DetectorSpec, rel: str, _: Ser
 def _shape_pose(config: mc.ModelConfig, spec: PoseSpec, rel: str, options: ServingOptions):
     w, h = spec.input_size
     k, r = spec.num_keypoints, spec.simcc_split_ratio
-    config.max_batch_size = POSE_MAX_BATCH
-    config.input[0].dims[:] = [3, h, w]
-    config.output[0].dims[:] = [k, int(w * r)]
-    config.output[1].dims[:] = [k, int(h * r)]
-    if rel == "config.pbtxt":
-        config.dynamic_batching.max_queue_delay_microseconds = options.pose_queue_delay_us
+    bins = [[k, int(w * r)], [k, int(h * r)]]
+    if spec.max_batch > 1:  # a batch axis: Triton batches crops up to max_batch
+        config.max_batch_size = spec.max_batch
+        config.input[0].dims[:] = [3, h, w]
+        for out, dims in zip(config.output, bins, strict=True):
+            out.dims[:] = dims
+        if rel == "config.pbtxt":
+            config.dynamic_batching.max_queue_delay_microseconds = options.pose_queue_delay_us
+    else:  # fixed at batch 1: no batching, the pipeline sends one crop per call
+        config.max_batch_size = 0
+        config.input[0].dims[:] = [1, 3, h, w]
+        for out, dims in zip(config.output, bins, strict=True):
+            out.dims[:] = [1, *dims]
+        config.ClearField("dynamic_batching")
+
+
+def _warmup(config: mc.ModelConfig) -> None:
+    """Zero-data requests at load: 1, 8 and the largest batch (what the TensorRT profile
+    spans), so engines are built before the first request, not during it."""
+    del config.model_warmup[:]
+    batches = sorted({1, min(8, config.max_batch_size), config.max_batch_size} - {0}) or [0]
+    for batch in batches:
+        sample = config.model_warmup.add(name=f"batch {batch}", batch_size=batch)
+        for tensor in config.input:
+            data = sample.inputs[tensor.name]
+            data.data_type, data.zero_data = tensor.data_type, True
+            data.dims[:] = tensor.dims
+
+
+def _tensorrt_profile(config: mc.ModelConfig, cache_dir: str) -> None:
+    """The TensorRT execution provider's profile over the batch and its engine cache."""
+    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        if accelerator.name != "tensorrt":
+            continue
+        params = accelerator.parameters
+        params["trt_engine_cache_path"] = cache_dir
+        dims = list(config.input[0].dims)
+        if config.max_batch_size > 0:
+            shape = "x".join(str(d) for d in dims)
+            low, opt, high = 1, min(8, config.max_batch_size), config.max_batch_size
+            name = config.input[0].name
+            params["trt_profile_min_shapes"] = f"{name}:{low}x{shape}"
+            params["trt_profile_opt_shapes"] = f"{name}:{opt}x{shape}"
+            params["trt_profile_max_shapes"] = f"{name}:{high}x{shape}"
 
 
 def render_model(
-    name: str, spec: ModelSpec, versions: list[int], options: ServingOptions
+    name: str,
+    spec: ModelSpec,
+    versions: list[int],
+    options: ServingOptions,
+    plans: bool = False,
+    cache_dir: str = "",
 ) -> dict[str, str]:
-    """{relative path: text} for a detector or pose model folder."""
+    """{relative path: text} for a detector or pose model folder.
+
+    ``plans``: every version listed has a TensorRT ``model.plan``; without them the TensorRT
+    config serves the ONNX as the GPU config does (Triton reads ``configs/tensorrt.pbtxt`` for
+    every model once it is named, so it must always work). ``cache_dir``: where the TensorRT
+    execution provider keeps its engines (on the models volume, to survive recreation).
+    """
     kind = spec.kind
     if kind == "detector":
         shape, instances = _shape_detector, options.detector_instances
@@ -80,7 +130,8 @@ def render_model(
         raise ValueError(f"{name}: no Triton config template for a {kind} model")
     out = {}
     for rel in CONFIG_FILES:
-        config = _load(templates_dir() / kind / rel)
+        template = rel if plans or rel != CONFIG_FILES[2] else CONFIG_FILES[1]
+        config = _load(templates_dir() / kind / template)
         _set_common(config, name, versions, instances)
         if "intra_op_threads" in config.parameters:
             config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
@@ -90,11 +141,16 @@ def render_model(
             policy.max_queue_size = options.triton_queue_size
             policy.default_timeout_microseconds = options.triton_queue_timeout_us
             policy.timeout_action = mc.ModelQueuePolicy.REJECT
-        out[rel] = _dump(config, f"{kind}/{rel}")
+        if rel != "config.pbtxt":  # the GPU configs
+            _tensorrt_profile(config, cache_dir)
+            _warmup(config)
+        note = "" if template == rel else " (no TensorRT plan for every version: the ONNX)"
+        out[rel] = _dump(config, f"{kind}/{template}{note}")
     return out
 
 
 def render_pipeline(options: ServingOptions) -> dict[str, str]:
     config = _load(templates_dir() / "pipeline" / "config.pbtxt")
     _set_common(config, PIPELINE_MODEL, [1], options.pipeline_instances)
+    config.parameters["core_fingerprint"].string_value = fingerprint()
     return {"config.pbtxt": _dump(config, "pipeline")}

@@ -13,18 +13,28 @@ import os
 import shutil
 import signal
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from service.core.contract import PIPELINE_MODEL
-from service.core.specs import ModelSpec
-from service.metadata import RECORD_FILE, ModelRecord, read_record, write_atomic, write_record
+from service.core.specs import POSE_MAX_BATCH, ModelSpec, PoseSpec
+from service.metadata import (
+    RECORD_FILE,
+    ModelRecord,
+    onnx_input_batch,
+    read_record,
+    write_atomic,
+    write_record,
+)
 from service.settings import ServingOptions
 
 from .configs import render_model, render_pipeline, templates_dir
 
 ONNX_FILE = "model.onnx"
+PLAN_FILE = "model.plan"  # a TensorRT engine, built by deploy/tensorrt/build_engines.py
+TRT_CACHE = "trt-cache"  # beside the repository: engines the TensorRT provider builds
 PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"
 
 
@@ -40,8 +50,12 @@ def loaded_versions(record: ModelRecord) -> list[int]:
     return sorted(v for v in keep if v is not None)
 
 
-def _render(record: ModelRecord, options: ServingOptions) -> dict[str, str]:
-    return render_model(record.name, record.parsed_spec, loaded_versions(record), options)
+def _render(repository: Path, record: ModelRecord, options: ServingOptions) -> dict[str, str]:
+    versions = loaded_versions(record)
+    model_dir = repository / record.name
+    plans = all((model_dir / str(v) / PLAN_FILE).is_file() for v in versions)
+    cache = str(repository.parent / TRT_CACHE / record.name)
+    return render_model(record.name, record.parsed_spec, versions, options, plans, cache)
 
 
 def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
@@ -53,13 +67,13 @@ def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
 
 def save(repository: Path, record: ModelRecord, options: ServingOptions) -> None:
     """Configs first, then the record: Triton may load what the record will point at."""
-    _write_configs(repository / record.name, _render(record, options))
+    _write_configs(repository / record.name, _render(repository, record, options))
     write_record(repository / record.name, record)
 
 
 def sync_configs(repository: Path, name: str, options: ServingOptions) -> ModelRecord:
     record = read_record(repository / name)
-    _write_configs(repository / name, _render(record, options))
+    _write_configs(repository / name, _render(repository, record, options))
     return record
 
 
@@ -86,6 +100,7 @@ def install_model(
     serve: bool = True,
 ) -> int:
     """Add ``onnx_file`` as the next version of ``name``: serving now, or ``pending``."""
+    spec = _with_batch(spec, onnx_file)
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)
     _clean_staging(model_dir)
@@ -119,10 +134,25 @@ def install_model(
         record.spec = spec.to_dict()
         if serve:
             _switch(record, version)
-    _write_configs(model_dir, _render(record, options))
+    _write_configs(model_dir, _render(repository, record, options))
     crash_point("configs")
     write_record(model_dir, record)
     return version
+
+
+def _with_batch(spec: ModelSpec, onnx_file: Path) -> ModelSpec:
+    """A pose export fixed at batch 1 is served one crop at a time (``max_batch`` 1)."""
+    if not isinstance(spec, PoseSpec):
+        return spec
+    batch = onnx_input_batch(onnx_file)
+    if batch is None:
+        return spec if spec.max_batch > 1 else replace(spec, max_batch=POSE_MAX_BATCH)
+    if batch != 1:
+        raise ValueError(
+            f"{onnx_file.name} is exported at a fixed batch of {batch}: export it with a dynamic "
+            "batch axis, or at batch 1 (served one crop at a time)"
+        )
+    return replace(spec, max_batch=1)
 
 
 def _switch(record: ModelRecord, version: int) -> None:

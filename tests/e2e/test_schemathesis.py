@@ -4,6 +4,7 @@ document declares them."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ def test_the_live_api_keeps_its_openapi_document(service, tmp_path, capsys):
             "40",
             "--workers",
             "2",
+            # the video route's multipart body with a patterned model name defeats Hypothesis'
+            # generator ("too many examples filtered"): a generation limit, not an API problem
+            "--suppress-health-check",
+            "filter_too_much",
             "--seed",
             "20261201",  # the same cases on every run: a failure is reproducible
             "--report",
@@ -44,6 +49,6 @@ def test_the_live_api_keeps_its_openapi_document(service, tmp_path, capsys):
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "Tested: 5" in summary or "Tested: 6" in summary, summary  # every operation
     with capsys.disabled():
-        cases = [ln.strip() for ln in summary.splitlines() if " generated" in ln]
+        cases = [ln.strip() for ln in summary.splitlines() if re.search(r"\d+ generated", ln)]
         print(f"\nschemathesis, every operation: {cases[0] if cases else summary[-300:]}")
     assert httpx.get(f"{service.http}/readyz", timeout=10).status_code == 200

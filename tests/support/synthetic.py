@@ -18,12 +18,15 @@ def write_synthetic_pose_onnx(
     *,
     dynamic_batch: bool = True,
     declare_output_shapes: bool = True,
+    fails_at_run: bool = False,
 ) -> Path:
     """Write a pose-shaped ONNX: ``input`` [N,3,H,W] -> ``simcc_x`` [N,K,W*r], ``simcc_y``
     [N,K,H*r].
 
     The logits are the per-image mean tiled over every bin (meaningless values, exact shapes).
     ``declare_output_shapes=False`` declares symbolic output dims, as some exporters do.
+    ``fails_at_run``: it loads, fits every signature check, and fails on every batch (a
+    reshape only the input's size decides, at run time).
     """
     import numpy as np
     import onnx
@@ -39,8 +42,18 @@ def write_synthetic_pose_onnx(
         t = helper.make_tensor(name, TensorProto.INT64, [len(values)], np.asarray(values))
         return helper.make_node("Constant", [], [name], value=t)
 
-    nodes = [
-        helper.make_node("ReduceMean", ["input"], ["mean"], axes=[1, 2, 3], keepdims=1),
+    source = "input"
+    nodes = []
+    if fails_at_run:  # 3*H*W into rows of 7: never whole, and no static check can tell
+        source = "unshaped"
+        nodes += [
+            helper.make_node("Shape", ["input"], ["run_shape"], start=0, end=1),
+            const("run_rest", [7, -1, 1]),
+            helper.make_node("Concat", ["run_shape", "run_rest"], ["run_target"], axis=0),
+            helper.make_node("Reshape", ["input", "run_target"], [source]),
+        ]
+    nodes += [
+        helper.make_node("ReduceMean", [source], ["mean"], axes=[1, 2, 3], keepdims=1),
         const("shape3", [-1, 1, 1]),
         helper.make_node("Reshape", ["mean", "shape3"], ["m3"]),
         const("rep_x", [1, k, bx]),

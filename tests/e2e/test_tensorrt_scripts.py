@@ -15,7 +15,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from service.metadata import read_record
-from service.repository.configs import TENSORRT_CONFIG_NAME
+from service.repository.configs import TENSORRT_CONFIG_NAME, render_model
+from service.settings import Settings
 from tests.support.paths import REPO
 
 ROOT = REPO
@@ -43,14 +44,22 @@ def test_engine_profiles_are_batch_1_8_64_for_pose_and_1_for_the_detector():
     assert det.min == det.opt == det.max == (1, 3, 320, 320)
 
 
-def test_tensorrt_configs_declare_the_onnx_models_inputs_and_outputs(service):
+def test_tensorrt_configs_declare_the_onnx_models_inputs_and_outputs(service, tmp_path):
     """What the engine will expose (TensorRT keeps the ONNX names and I/O types) is what the
-    rendered configs/tensorrt.pbtxt tells Triton, in the service's own repository."""
+    configs/tensorrt.pbtxt rendered once plans exist tells Triton, for the service's models.
+    Without plans (as here) that config serves the ONNX instead."""
     checked = 0
+    options = Settings().serving_options
     for record_file in sorted(service.repository.glob("*/rtmserve.json")):
         model_dir = record_file.parent
         record = read_record(model_dir)
-        config_path = model_dir / "configs" / f"{TENSORRT_CONFIG_NAME}.pbtxt"
+        rendered = model_dir / "configs" / f"{TENSORRT_CONFIG_NAME}.pbtxt"
+        assert text_format.Parse(rendered.read_text(), mc.ModelConfig()).platform == (
+            "onnxruntime_onnx"
+        )
+        files = render_model(record.name, record.parsed_spec, [1], options, plans=True)
+        config_path = tmp_path / f"{record.name}.pbtxt"
+        config_path.write_text(files[f"configs/{TENSORRT_CONFIG_NAME}.pbtxt"])
         config = text_format.Parse(config_path.read_text(), mc.ModelConfig())
         assert config.platform == "tensorrt_plan"
         graph = onnx.load(model_dir / str(record.serving_version) / "model.onnx").graph

@@ -1,0 +1,134 @@
+"""The GPU path as rendered here, parsed with Triton's own protobuf (no GPU can run it here):
+TensorRT profiles, warm-up and engine cache, the TensorRT config only where plans exist, a
+static-batch export, the detector on CUDA, CPU outputs for BLS, and one service.core."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from service.core import fingerprint
+from service.core.specs import DetectorSpec, PoseSpec
+from service.metadata import read_record
+from service.repository.configs import render_model, render_pipeline
+from service.repository.install import PLAN_FILE, install_model, sync_configs
+from service.settings import Settings
+from tests.support.paths import REPO, RTMDET_ONNX
+from tests.support.synthetic import write_synthetic_pose_onnx
+
+OPTIONS = Settings().serving_options
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def repository_with(tmp_path: Path, *onnx_files: Path) -> Path:
+    repo = tmp_path / "repository"
+    for f in onnx_files:
+        install_model(repo, "pose", PoseSpec(), f, {"trained": True}, OPTIONS)
+    return repo
+
+
+def test_pose_gpu_config_builds_its_tensorrt_engines_at_load_and_keeps_them():
+    files = render_model("p", PoseSpec(), [1], OPTIONS, cache_dir="/v/trt-cache/p")
+    config = parse(files["configs/gpu.pbtxt"])
+    trt = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+    assert trt.parameters["trt_profile_min_shapes"] == "input:1x3x256x192"
+    assert trt.parameters["trt_profile_opt_shapes"] == "input:8x3x256x192"
+    assert trt.parameters["trt_profile_max_shapes"] == "input:64x3x256x192"
+    assert trt.parameters["trt_engine_cache_path"] == "/v/trt-cache/p"
+    assert [w.batch_size for w in config.model_warmup] == [1, 8, 64]
+    sample = config.model_warmup[0].inputs["input"]
+    assert sample.zero_data and list(sample.dims) == [3, 256, 192]
+    policy = config.dynamic_batching.default_queue_policy
+    assert policy.max_queue_size > 0 and policy.timeout_action == mc.ModelQueuePolicy.REJECT
+
+
+def test_detector_runs_on_cuda_and_warms_up():
+    config = parse(render_model("d", DetectorSpec(), [1], OPTIONS)["configs/gpu.pbtxt"])
+    assert config.platform == "onnxruntime_onnx" and config.instance_group[0].kind == 1
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert [(w.batch_size, list(w.inputs["input"].dims)) for w in config.model_warmup] == [
+        (1, [1, 3, 320, 320])
+    ]
+
+
+def test_the_tensorrt_config_names_plans_only_when_every_version_has_one(tmp_path):
+    pose = write_synthetic_pose_onnx(tmp_path / "p.onnx")
+    repo = repository_with(tmp_path, pose)
+    tensorrt = repo / "pose" / "configs" / "tensorrt.pbtxt"
+    assert parse(tensorrt.read_text()).platform == "onnxruntime_onnx"  # the ONNX, as gpu
+    (repo / "pose" / "1" / PLAN_FILE).write_bytes(b"engine")
+    sync_configs(repo, "pose", OPTIONS)
+    assert parse(tensorrt.read_text()).platform == "tensorrt_plan"
+    install_model(repo, "pose", PoseSpec(), pose, {"trained": True}, OPTIONS)  # v2, no plan
+    assert sorted(parse(tensorrt.read_text()).version_policy.specific.versions) == [1, 2]
+    assert parse(tensorrt.read_text()).platform == "onnxruntime_onnx"
+
+
+def test_a_static_batch_export_is_served_one_crop_at_a_time(tmp_path):
+    static = write_synthetic_pose_onnx(tmp_path / "s.onnx", dynamic_batch=False)
+    repo = repository_with(tmp_path, static)
+    record = read_record(repo / "pose")
+    assert record.parsed_spec.max_batch == 1
+    for rel in ("config.pbtxt", "configs/gpu.pbtxt", "configs/tensorrt.pbtxt"):
+        config = parse((repo / "pose" / rel).read_text())
+        assert config.max_batch_size == 0, rel
+        assert list(config.input[0].dims) == [1, 3, 256, 192], rel
+        assert list(config.output[0].dims) == [1, 17, 384], rel
+        assert not config.HasField("dynamic_batching"), rel
+    dynamic = write_synthetic_pose_onnx(tmp_path / "d.onnx")
+    assert (
+        read_record(repository_with(tmp_path / "b", dynamic) / "pose").parsed_spec.max_batch == 64
+    )
+
+
+def test_a_pose_export_fixed_at_another_batch_is_refused(tmp_path):
+    import onnx
+
+    path = write_synthetic_pose_onnx(tmp_path / "s.onnx", dynamic_batch=False)
+    model = onnx.load(path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
+    onnx.save(model, path)
+    with pytest.raises(ValueError, match="fixed batch of 8"):
+        repository_with(tmp_path, path)
+
+
+def test_the_pipeline_asks_for_its_bls_outputs_in_cpu_memory():
+    """On a GPU the native backends would answer in GPU memory, where .as_numpy() fails."""
+    tree = ast.parse((REPO / "model_repository" / "pipeline" / "model.py").read_text())
+    requests = [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and ast.unparse(n.func) == "pb_utils.InferenceRequest"
+    ]  # fmt: skip
+    assert requests
+    for call in requests:
+        kwargs = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        assert kwargs.get("preferred_memory") == (
+            "pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)"
+        )
+
+
+def test_the_pipeline_refuses_a_service_core_other_than_the_one_that_rendered_it():
+    config = parse(render_pipeline(OPTIONS)["config.pbtxt"])
+    expected = config.parameters["core_fingerprint"].string_value
+    assert expected == fingerprint.fingerprint()
+    fingerprint.check(expected)
+    fingerprint.check(None)  # an older repository: nothing to compare
+    with pytest.raises(RuntimeError, match="docker compose up --build"):
+        fingerprint.check("0" * 16)
+    assert json.dumps(expected)  # a plain string in the config
+
+
+def test_rendered_gpu_configs_of_the_real_detector_parse(tmp_path):
+    repo = tmp_path / "repository"
+    install_model(repo, "det", DetectorSpec(), RTMDET_ONNX, {"trained": True}, OPTIONS)
+    for rel in ("config.pbtxt", "configs/gpu.pbtxt", "configs/tensorrt.pbtxt"):
+        assert parse((repo / "det" / rel).read_text()).name == "det"
