@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rtmserve.launch import ServiceProcess, start_service
-from tests.support.paths import COCO_VAL, MODELS_MIRROR
+from tests.support.paths import COCO_VAL, MODELS_MIRROR, REPO
 
 IDLE_TIMEOUT_S = 5
 
@@ -54,3 +57,15 @@ def default_service(tmp_path_factory) -> Iterator[ServiceProcess]:
     svc = start_service(tmp_path_factory.mktemp("rtmserve-default-home"), MODELS_MIRROR)
     yield svc
     assert svc.stop() == 0, svc.log_tail()
+
+
+@pytest.fixture(scope="session")
+def rtmo_onnx(tmp_path_factory) -> tuple[Path, dict]:
+    """An RTMO-s-shaped export with seeded weights (``training.export_rtmo``, its CLI): the
+    official I/O signature with a dynamic batch axis and the real network's compute."""
+    out = tmp_path_factory.mktemp("rtmo") / "rtmo-s.onnx"
+    cmd = [sys.executable, "-m", "training.export_rtmo", "--variant", "s", "--seed", "0",
+           "--output", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out, json.loads(run.stdout)

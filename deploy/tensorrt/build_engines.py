@@ -8,7 +8,8 @@ with ``--model-config-name=tensorrt``: ``rtmserve prepare`` (the compose ``model
 by every ``docker compose up``) then renders ``configs/tensorrt.pbtxt`` for the plan of each
 model whose versions all have one, and for the ONNX (as the gpu config) otherwise. Pose
 models get one optimisation profile over the batch (1 / 8 / 64: Triton's dynamic batcher merges
-crops up to ``max_batch_size`` 64); detectors run at batch 1. Engines are specific to the GPU and
+crops up to ``max_batch_size`` 64), one-stage models (RTMO) over whole images (1 / 4 / 8);
+detectors run at batch 1. Engines are specific to the GPU and
 the TensorRT version: build them on the serving machine with the TensorRT of the Triton image
 (``nvcr.io/nvidia/tensorrt:24.12-py3`` for Triton 24.12; docker-compose service ``engines``).
 
@@ -54,6 +55,9 @@ def profile_for(
     if task == "pose" and max_batch > 1:
         lo, mid, hi = POSE_BATCH
         return Profile(input_name, (lo, 3, h, w), (mid, 3, h, w), (hi, 3, h, w))
+    if task == "one-stage" and max_batch > 1:  # whole images, batched up to max_batch_size
+        return Profile(input_name, (1, 3, h, w), (max(max_batch // 2, 1), 3, h, w),
+                       (max_batch, 3, h, w))  # fmt: skip
     return Profile(input_name, (1, 3, h, w), (1, 3, h, w), (1, 3, h, w))
 
 
@@ -180,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     for record_path in sorted(args.repository.glob(f"*/{RECORD_FILE}")):
         record = json.loads(record_path.read_text())
         name, task, spec = record["name"], record["task"], record["spec"]
-        if task not in ("detector", "pose") or (args.models and name not in args.models):
+        if task not in ("detector", "pose", "one-stage") or (
+            args.models and name not in args.models
+        ):
             continue
         profile = profile_for(
             task, tuple(spec["input_size"]), max_batch=spec.get("max_batch", POSE_BATCH[2])

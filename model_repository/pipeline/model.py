@@ -1,10 +1,18 @@
-"""Detector -> crops -> pose -> keypoints in image coordinates, inside Triton (BLS).
+"""Detector -> crops -> pose -> keypoints in image coordinates, inside Triton.
 
 The flow and every pre/post-processing step are ``service.core`` (shared with the gateway,
-the tests and the in-process baseline); this file only wires them to BLS calls. Each request
-names the detector and pose model versions to call and carries their specs (JSON), so this
-model reads nothing but its inputs.
+the tests and the in-process baseline); this file only wires them to where the networks run.
+Each request names the detector and pose model versions to call and carries their specs
+(JSON), so this model reads nothing but its inputs and, in local mode, the ONNX files.
 
+Where the networks run (config parameter ``local_models``): on the GPU, the detector and pose
+models are Triton models of their own, called through BLS, so crops of concurrent requests
+meet in the pose model's dynamic batcher. On the embedded CPU server (Python backend only),
+every such model is a process of its own and each BLS call crosses two processes with copies
+through shared memory, for no batching gain (on a CPU a crop costs the same in a batch of 1
+or 16): there this model runs the versions' ONNX files itself with onnxruntime.
+
+``IMAGE`` (pixels) or ``IMAGE_ENCODED`` (the file, decoded here: a fifth of the bytes).
 ``BOXES`` replaces the detector (video frames between detections). ``TRACKS`` (the video
 session's tracks, ``service.core.association``) also estimates, in the same call, the visible
 tracks the detector missed. ``TRACK_OWNER`` has one entry per detection (the track it joins,
@@ -13,16 +21,29 @@ the detections in ``PERSON_BOXES``.
 """
 
 import json
+import os
+import time
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from service.core.association import associate
-from service.core.contract import DETECTOR_OUTPUTS, INPUT, POSE_OUTPUTS
+from service.core.contract import (
+    DETECTOR_OUTPUTS,
+    INPUT,
+    ONE_STAGE_OUTPUTS,
+    POSE_OUTPUTS,
+    session,
+)
 from service.core.fingerprint import check as check_core
-from service.core.pipeline import run_topdown
+from service.core.image import CorruptImage, decode
+from service.core.pipeline import run_onestage, run_topdown
 from service.core.specs import spec_from_dict
+
+LOCAL_SESSIONS = 6  # ONNX sessions kept per instance (serving + previous versions of a few)
+OUTPUTS = {"detector": DETECTOR_OUTPUTS, "pose": POSE_OUTPUTS, "one-stage": ONE_STAGE_OUTPUTS}
 
 
 class PipelineError(Exception):
@@ -30,20 +51,30 @@ class PipelineError(Exception):
 
 
 @lru_cache(maxsize=64)
-def _spec(text, kind):
+def _spec(text, kinds):
     try:
         spec = spec_from_dict(json.loads(text))
     except (ValueError, KeyError, TypeError) as exc:
-        raise PipelineError(f"invalid {kind} spec: {exc}") from None
-    if spec.kind != kind:
-        raise PipelineError(f"a {spec.kind} spec was given for the {kind} model")
+        raise PipelineError(f"invalid {kinds[0]} spec: {exc}") from None
+    if spec.kind not in kinds:
+        raise PipelineError(f"a {spec.kind} spec was given for the {kinds[0]} model")
     return spec
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = json.loads(args["model_config"]).get("parameters", {})
-        check_core(params.get("core_fingerprint", {}).get("string_value"))
+        params = {
+            k: v["string_value"]
+            for k, v in json.loads(args["model_config"]).get("parameters", {}).items()
+        }
+        check_core(params.get("core_fingerprint"))
+        self.local = params.get("local_models", "false") == "true"
+        self.threads = {
+            "detector": int(params.get("detector_threads", "1")),
+            "pose": int(params.get("pose_threads", "0")),
+        }
+        self.repository = os.path.dirname(os.path.normpath(args["model_repository"]))
+        self.sessions = OrderedDict()
 
     def execute(self, requests):
         return [self._handle(r) for r in requests]
@@ -58,18 +89,39 @@ class TritonPythonModel:
             message = f"the pipeline failed: {type(exc).__name__}"
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
-    def _run(self, request):
+    def _image(self, request):
+        encoded = _input(request, "IMAGE_ENCODED")
+        if encoded is not None and encoded.size:
+            try:
+                return decode(bytes(encoded.reshape(-1)[0]))
+            except CorruptImage as exc:
+                raise PipelineError(f"invalid image: {exc}") from None
         image = _input(request, "IMAGE")
         if image is None or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise PipelineError("IMAGE must be a non-empty HxWx3 uint8 BGR array")
+        return image
+
+    def _run(self, request):
+        start = time.perf_counter()
+        image = self._image(request)
+        decode_ms = (time.perf_counter() - start) * 1e3
         boxes = _input(request, "BOXES")
-        detector = self._model(request, "DETECTOR", "detector", DETECTOR_OUTPUTS)
-        if detector is None and boxes is None:
-            raise PipelineError("DETECTOR (or BOXES) is required")
-        pose = self._model(request, "POSE_MODEL", "pose", POSE_OUTPUTS)
+        pose = self._model(request, "POSE_MODEL", ("pose", "one-stage"))
         tracks = _input(request, "TRACKS")
         owner = np.zeros(0, np.int32)
         continued = np.zeros(0, np.int32)
+        if pose is not None and pose[0].kind == "one-stage":
+            if boxes is not None:
+                raise PipelineError("a one-stage model finds the people itself: no BOXES")
+            result = run_onestage(image, pose, *_limits(request))
+            owner = np.full(len(result.boxes), -1, np.int32)
+            if tracks is not None:  # it sees every person it can: no track to continue
+                iou_thr, nms_thr = _input(request, "TRACK_THRESHOLDS").reshape(2).tolist()
+                owner, _ = associate(result.boxes, tracks, iou_thr, nms_thr)
+            return self._response(result, owner, continued, decode_ms)
+        detector = self._model(request, "DETECTOR", ("detector",))
+        if detector is None and boxes is None:
+            raise PipelineError("DETECTOR (or BOXES) is required")
         if tracks is not None and boxes is None:
             # detect first, then add the tracks the detector missed: one pose batch for both
             found = run_topdown(image, detector, None, *_limits(request))
@@ -82,6 +134,10 @@ class TritonPythonModel:
             result = run_topdown(image, detector, pose, *_limits(request), boxes=boxes)
             if boxes is None:  # every box is a detection, and joins no track
                 owner = np.full(len(result.boxes), -1, np.int32)
+        return self._response(result, owner, continued, decode_ms)
+
+    def _response(self, result, owner, continued, decode_ms):
+        result.stage_ms[0] += decode_ms  # preprocessing starts with decoding the file
         outputs = [
             pb_utils.Tensor("PERSON_BOXES", np.ascontiguousarray(result.boxes, np.float32)),
             pb_utils.Tensor("KEYPOINTS", np.ascontiguousarray(result.keypoints, np.float32)),
@@ -91,7 +147,7 @@ class TritonPythonModel:
         ]
         return pb_utils.InferenceResponse(output_tensors=outputs)
 
-    def _model(self, request, name, kind, outputs):
+    def _model(self, request, name, kinds):
         """(spec, run) for the model the request names under ``name``, or None."""
         model = _input(request, name)
         if model is None or model.size == 0:
@@ -103,18 +159,39 @@ class TritonPythonModel:
         spec_text = _input(request, f"{name}_SPEC")
         if spec_text is None or spec_text.size == 0:
             raise PipelineError(f"{name}_SPEC is required with {name}")
-        spec = _spec(bytes(spec_text.reshape(-1)[0]), kind)
+        spec = _spec(bytes(spec_text.reshape(-1)[0]), kinds)
+        kind, outputs = spec.kind, OUTPUTS[spec.kind]
+        if self.local:
+            run = self._local(label, version, kind, outputs)
+        else:
+            run = lambda x: _infer(label, version, x, outputs)  # noqa: E731
         if kind == "pose":
-            return spec, lambda x: _infer_batched(label, version, x, outputs, spec.max_batch)
-        return spec, lambda x: _infer(label, version, x, outputs)
+            return spec, lambda x: _batched(run, x, spec.max_batch, len(outputs))
+        return spec, run
+
+    def _local(self, name, version, kind, outputs):
+        """An onnxruntime session on the version's ONNX file, kept for the next requests."""
+        if version < 1:
+            raise PipelineError(f"{name}: a version number is required")
+        key = (name, version)
+        if key not in self.sessions:
+            path = os.path.join(self.repository, name, str(version), "model.onnx")
+            if not os.path.isfile(path):
+                raise PipelineError(f"{name} v{version} is not in the model repository")
+            self.sessions[key] = session(path, self.threads.get(kind, 0))
+            while len(self.sessions) > LOCAL_SESSIONS:
+                self.sessions.popitem(last=False)
+        self.sessions.move_to_end(key)
+        sess = self.sessions[key]
+        names = [o.name for o in sess.get_outputs()]
+        if not set(outputs) <= set(names):  # read by position (service.core.contract)
+            outputs = names[: len(outputs)]
+        return lambda x: tuple(sess.run(list(outputs), {INPUT: np.ascontiguousarray(x)}))
 
 
-def _infer_batched(name, version, crops, outputs, max_batch):
-    parts = [
-        _infer(name, version, crops[i : i + max_batch], outputs)
-        for i in range(0, len(crops), max_batch)
-    ]
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(outputs)))
+def _batched(run, crops, max_batch, n_outputs):
+    parts = [run(crops[i : i + max_batch]) for i in range(0, len(crops), max_batch)]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(n_outputs))
 
 
 def _infer(name, version, tensor, outputs):

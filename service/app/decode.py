@@ -1,74 +1,67 @@
-"""Bytes -> BGR image, refusing what is not a supported image before spending time on it.
+"""What the gateway checks of an image before any work is spent on it, and decoding.
 
-The format is recognised from the file's magic bytes (clients often send a wrong or generic
-Content-Type), and the pixel count is read from the header before decoding, so a small file
-that would decompress to gigapixels is refused with 413 instead of exhausting memory. A
-truncated or corrupt file is refused with 400: OpenCV decodes what it can of one and fills the
-rest with grey, silently, so Pillow decodes it first as the integrity check (it raises on both;
-about 2 ms for a 640x480 JPEG). OpenCV then makes the pixels, as the official SDK does.
+The format is recognised from the file's magic bytes, and the pixel count is read from the
+header, so a small file that would decompress to gigapixels is refused with 413 instead of
+exhausting memory. ``inspect`` stops there: an uploaded image travels to the pipeline encoded
+(a fifth of the bytes of its pixels) and is decoded there, where a truncated or corrupt file
+is refused (``service.core.image``). ``decode_image`` does both here (video frames, gRPC).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from service.core.image import FORMATS, CorruptImage, decode, sniff_format, upright_size
+
 from .errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
-SUPPORTED = ("jpeg", "png", "webp", "bmp")
+SUPPORTED = FORMATS
 
 
-def sniff_format(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:2] == b"BM":
-        return "bmp"
-    return None
+@dataclass(frozen=True)
+class ImageIn:
+    """An image on its way to the pipeline: its pixels, or its file (decoded there)."""
+
+    payload: np.ndarray | bytes  # HxWx3 BGR uint8, or the encoded file
+    format: str  # jpeg, png, webp, bmp; bgr or rgb for raw pixels
+    width: int  # upright (EXIF orientation applied)
+    height: int
+
+    @classmethod
+    def pixels(cls, image: np.ndarray, fmt: str) -> ImageIn:
+        return cls(image, fmt, image.shape[1], image.shape[0])
 
 
-def check_image(data: bytes, max_pixels: int) -> None:
-    """Size from the header alone (Pillow opens lazily), then a full decode that fails on a
-    truncated or corrupt file."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"image is {width}x{height} = {width * height} pixels; "
-                        f"the limit is {max_pixels}"
-                    )
-                try:
-                    im.load()
-                except (OSError, SyntaxError, ValueError) as exc:
-                    raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
-        except Image.DecompressionBombError as exc:
-            raise PayloadTooLarge(str(exc)) from exc
-        except (OSError, SyntaxError, ValueError) as exc:  # Image.open: no header it can read
-            raise InvalidImage(f"cannot read the image header: {exc}") from exc
-
-
-def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
-    """Returns the BGR uint8 image (EXIF orientation applied, as OpenCV does) and its format."""
+def inspect(data: bytes, max_pixels: int) -> ImageIn:
+    """Refuses what is empty (400), not a supported image (415) or too large (413)."""
     if not data:
         raise InvalidImage("the request carries no image (empty body or file)")
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedMediaType("not a supported image: expected JPEG, PNG, WebP or BMP content")
-    check_image(data, max_pixels)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise InvalidImage(f"the {fmt.upper()} data is corrupt or truncated and cannot be decoded")
-    return image, fmt
+    try:
+        width, height = upright_size(data)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    except CorruptImage as exc:
+        raise InvalidImage(str(exc)) from exc
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+    return ImageIn(data, fmt, width, height)
+
+
+def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
+    """The BGR uint8 image (EXIF orientation applied, as OpenCV does) and its format."""
+    found = inspect(data, max_pixels)
+    try:
+        return decode(data), found.format
+    except CorruptImage as exc:
+        raise InvalidImage(str(exc)) from exc
 
 
 RAW_FORMATS = ("bgr", "rgb")

@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-import numpy as np
-
 from service.metrics.record import observe_result
 
 from .context import Services
+from .decode import ImageIn
 from .format import pose_response
 from .inference import infer
 from .options import PoseOptions
 from .schemas import PoseResponse
 
-ImageLoader = Callable[[], Awaitable[tuple[np.ndarray, str]]]
+ImageLoader = Callable[[], Awaitable[ImageIn]]
 
 
 async def estimate_pose(
@@ -26,16 +25,15 @@ async def estimate_pose(
     pixels."""
     settings, index = services.settings, services.index
     t0 = time.perf_counter()
-    detector = index.serving(options.detector, "detector")
-    pose = index.serving(options.pose_model, "pose") if options.keypoints else None
+    detector, pose = index.resolve(options.detector, options.pose_model, options.keypoints)
     threshold = options.score_threshold
     async with services.admission.slot():
         t_admitted = time.perf_counter()
-        image, fmt = await load()
+        image = await load()
         t1 = time.perf_counter()
         result = await infer(
             services,
-            image,
+            image.payload,
             detector,
             pose,
             score_threshold=settings.score_threshold if threshold is None else threshold,
@@ -43,7 +41,7 @@ async def estimate_pose(
         )
         t2 = time.perf_counter()
     response = pose_response(
-        image, fmt, result, detector, pose,
+        image, result, detector, pose,
         decode_ms=(t1 - t_admitted) * 1e3,
         inference_ms=(t2 - t1) * 1e3,
         total_ms=(time.perf_counter() - t0) * 1e3,

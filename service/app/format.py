@@ -11,6 +11,7 @@ import numpy as np
 from service.core.pipeline import STAGES
 from service.triton.client import PipelineResult
 
+from .decode import ImageIn
 from .models import ServedModel
 from .schemas import ImageInfo, Keypoint, ModelsUsed, ModelUsed, Person, PoseResponse, Timings
 
@@ -23,7 +24,9 @@ def _used(model: ServedModel | None) -> ModelUsed | None:
     )
 
 
-def models_used(detector: ServedModel, pose: ServedModel | None) -> tuple[ModelsUsed, list[str]]:
+def models_used(
+    detector: ServedModel | None, pose: ServedModel | None
+) -> tuple[ModelsUsed, list[str]]:
     """The ``models`` block of a response and the warnings it carries (untrained, not official)."""
     used = ModelsUsed(detector=_used(detector), pose=_used(pose))
     return used, [m.warning for m in (used.detector, used.pose) if m and m.warning]
@@ -41,8 +44,8 @@ def timings(
     )
 
 
-def image_info(image: np.ndarray, fmt: str) -> ImageInfo:
-    return ImageInfo(width=image.shape[1], height=image.shape[0], format=fmt)
+def image_info(image: ImageIn) -> ImageInfo:
+    return ImageInfo(width=image.width, height=image.height, format=image.format)
 
 
 def _r(value: float) -> float:
@@ -63,8 +66,7 @@ def person_fields(box: np.ndarray, kpts: np.ndarray, keypoint_names: tuple[str, 
 
 
 def pose_response(
-    image: np.ndarray,
-    fmt: str,
+    image: ImageIn,
     result: PipelineResult,
     detector: ServedModel,
     pose: ServedModel | None,
@@ -75,7 +77,7 @@ def pose_response(
     names = pose.keypoint_names if pose else ()
     used, warnings = models_used(detector, pose)
     return PoseResponse(
-        image=image_info(image, fmt),
+        image=image_info(image),
         persons=[
             Person(**person_fields(box, kpts, names))
             for box, kpts in zip(result.boxes, result.keypoints, strict=True)

@@ -19,10 +19,12 @@ from service.triton.client import (
 from service.triton.keeper import unhealthy_model
 
 from .context import Services
-from .errors import InferenceFailed, Overloaded, ServiceUnavailable
+from .errors import InferenceFailed, InvalidImage, Overloaded, ServiceUnavailable
 from .format import public_meta
 from .models import ServedModel
 
+# what the pipeline model says of an encoded image it cannot decode (model_repository/pipeline)
+INVALID_IMAGE = "invalid image"
 # what Triton says when a model's queue policy rejects a request
 QUEUE_FULL = ("Exceeds maximum queue size", "Request timeout expired")
 # ... and of a model the repository lists but Triton is (re)loading: retry shortly
@@ -35,7 +37,7 @@ def ref(model: ServedModel | None) -> ModelRef | None:
 
 async def infer(
     services: Services,
-    image: np.ndarray,
+    image: np.ndarray | bytes,
     detector: ServedModel | None,
     pose: ServedModel | None,
     **options: Any,
@@ -49,6 +51,8 @@ async def infer(
         raise ServiceUnavailable(f"inference server unavailable: {exc}", retry_after=1) from exc
     except TritonError as exc:
         message = public_meta(str(exc))  # no server paths in what a client reads
+        if INVALID_IMAGE in message:  # an encoded image the pipeline could not decode
+            raise InvalidImage(message.split(INVALID_IMAGE, 1)[1].strip(": ")) from exc
         if any(m in message for m in QUEUE_FULL):  # Triton's own admission (queue policy)
             raise Overloaded(f"Triton is at capacity: {message}", retry_after=1) from exc
         if any(m in message for m in RELOADING):

@@ -11,7 +11,10 @@ from service.core.specs import ModelSpec
 from service.metadata import MODEL_NAME, ModelRecord, RecordCache, read_defaults
 from service.settings import OFFICIAL_POSE_MODEL, Settings
 
-from .errors import UnknownModel
+from .errors import InvalidParameter, UnknownModel
+
+# what a request's ``pose_model`` may name: a top-down pose model or a one-stage one (RTMO)
+POSE_TASKS = ("pose", "one-stage")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class ServedModel:
     def spec_json(self) -> str:
         """The spec as the pipeline model reads it with each request."""
         return json.dumps(self.spec.to_dict(), separators=(",", ":"))
+
+    @property
+    def one_stage(self) -> bool:
+        return self.task == "one-stage"
 
     @property
     def trained(self) -> bool:
@@ -75,10 +82,25 @@ class ModelIndex:
         """The serving version of ``name`` (``None``: the default model of that task)."""
         name = name or self.default(task)
         record = self.record(name)
-        if record.task != task:
+        if record.task != task and not (task == "pose" and record.task in POSE_TASKS):
             raise UnknownModel(f"{name!r} is a {record.task} model, not a {task} model")
         v = record.serving_version
-        return ServedModel(name, v, task, record.parsed_spec, record.versions.get(v, {}))
+        return ServedModel(name, v, record.task, record.parsed_spec, record.versions.get(v, {}))
+
+    def resolve(
+        self, detector: str | None, pose_model: str | None, keypoints: bool = True
+    ) -> tuple[ServedModel | None, ServedModel | None]:
+        """(detector, pose) for a request: no detector for a one-stage pose model, which
+        finds the people itself (naming one anyway is a mistake worth a 422)."""
+        pose = self.serving(pose_model, "pose") if keypoints else None
+        if pose is not None and pose.one_stage:
+            if detector:
+                raise InvalidParameter(
+                    f"{pose.name} is a one-stage model: it finds the people itself and takes "
+                    "no detector; leave detector unset"
+                )
+            return None, pose
+        return self.serving(detector, "detector"), pose
 
     def all(self) -> list[ModelRecord]:
         return [self.records.get(n) for n in self.records.names()]

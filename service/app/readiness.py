@@ -29,7 +29,7 @@ PROBE_BOX = [[16.0, 8.0, 112.0, 88.0]]
 PROBE_TRACKS = track_table(PROBE_BOX, [0.9], PROBE_BOX, [True])
 
 
-async def _probe(services: Services, detector: ServedModel, pose: ServedModel) -> str | None:
+async def _probe(services: Services, detector: ServedModel | None, pose: ServedModel) -> str | None:
     """What is wrong with a real inference now, or None (cached for ``readiness_probe_s``)."""
     state = services.probe
     async with state.lock:  # one probe at a time; the others take its result
@@ -41,7 +41,10 @@ async def _probe(services: Services, detector: ServedModel, pose: ServedModel) -
                 tracks=PROBE_TRACKS, track_thresholds=(0.4, 0.7),
             )  # fmt: skip
             poses = result.keypoints
-            ok = len(poses) > 0 and poses.shape[1] > 0 and bool(np.isfinite(poses).all())
+            # top-down continues the track (a pose always comes back); a one-stage model
+            # may well see no one in a grey image, but must answer
+            found = pose.one_stage or (len(poses) > 0 and poses.shape[1] > 0)
+            ok = found and poses.ndim == 3 and bool(np.isfinite(poses).all())
             state.problem = None if ok else "an inference check returned no pose"
         except ApiError as exc:
             state.problem = f"an inference check failed: {exc.message}"
@@ -78,7 +81,9 @@ async def check_readiness(services: Services, deep: bool = False) -> Readiness:
             reason = reason or f"reloading {', '.join(sorted(repairing))}"
         if all(checks.values()) and len(served) == 2:
             if deep:
-                problem = await _probe(services, served["detector"], served["pose"])
+                pose = served["pose"]
+                detector = None if pose.one_stage else served["detector"]
+                problem = await _probe(services, detector, pose)
             else:
                 problem = services.probe.problem
             checks["inference"] = problem is None

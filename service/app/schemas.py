@@ -35,7 +35,7 @@ class ModelUsed(BaseModel):
 
 
 class ModelsUsed(BaseModel):
-    detector: ModelUsed
+    detector: ModelUsed | None = Field(description="null for a one-stage model (RTMO)")
     pose: ModelUsed | None = Field(description="null when keypoints=false")
 
 
@@ -44,7 +44,8 @@ class Timings(BaseModel):
     inference_ms: float = Field(description="round trip to Triton")
     total_ms: float
     stages_ms: dict[str, float] = Field(
-        description="inside Triton: preprocess, detector, pose, postprocess"
+        description="inside Triton: preprocess (with decoding, for an encoded image), "
+        "detector, pose, postprocess"
     )
 
 

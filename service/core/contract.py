@@ -28,12 +28,17 @@ PIPELINE_MODEL = "pose_pipeline"
 
 
 def session(path: str | Path, threads: int = 0, *, quiet: bool = False):
-    """A CPU onnxruntime session: ``threads`` intra-op threads (0: all cores), one inter-op."""
+    """A CPU onnxruntime session: ``threads`` intra-op threads (0: all cores), one inter-op,
+    and threads that sleep when idle. onnxruntime's threads spin after each run by default:
+    with a detector and a pose model side by side (in one process, or in Triton's stubs) each
+    session's spinning threads steal the cores the other one needs (on 2 cores the detector
+    burnt 33 CPU-ms per image for 10 of work)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if quiet:
         options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,8 +1,9 @@
-"""The top-down flow, independent of where the networks run.
+"""The top-down and one-stage flows, independent of where the networks run.
 
-Image -> (detector) -> person boxes -> crops -> (pose model) -> keypoints. The Triton pipeline
-model passes BLS calls as ``detect``/``estimate``; the in-process benchmark baseline passes
-onnxruntime sessions. Both therefore run exactly the same pre/post-processing.
+Top-down: image -> (detector) -> person boxes -> crops -> (pose model) -> keypoints. One-stage
+(RTMO): image -> (model) -> boxes and keypoints. The Triton pipeline model passes its own
+onnxruntime sessions or BLS calls as the networks; the in-process benchmark baseline passes
+sessions. All therefore run exactly the same pre/post-processing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .letterbox import detector_input, detector_output
+from .onestage import onestage_input, onestage_output
 from .simcc import decode
-from .specs import DetectorSpec, PoseSpec
+from .specs import DetectorSpec, OneStageSpec, PoseSpec
 from .topdown import pose_input
 
 Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> dets, labels
 Estimate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # crops -> simcc_x, simcc_y
+OneStage = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> dets, keypoints
+# a one-stage model's network time counts as "pose"; its "detector" stage stays 0
 STAGES = ("preprocess", "detector", "pose", "postprocess")
 
 
@@ -73,3 +77,24 @@ def run_topdown(
         t0 = t2
     stage[3] += (time.perf_counter() - t0) * 1e3
     return TopDownResult(boxes, keypoints, stage)
+
+
+def run_onestage(
+    image: np.ndarray,
+    model: tuple[OneStageSpec, OneStage],
+    score_threshold: float = 0.0,
+    max_persons: int = 0,
+) -> TopDownResult:
+    spec, run = model
+    stage = np.zeros(4, np.float32)
+    t0 = time.perf_counter()
+    tensor, placement = onestage_input(image, spec)
+    t1 = time.perf_counter()
+    dets, keypoints = run(tensor)
+    t2 = time.perf_counter()
+    boxes, kpts = onestage_output(dets[0], keypoints[0], placement, spec, score_threshold)
+    if max_persons > 0:
+        boxes, kpts = boxes[:max_persons], kpts[:max_persons]
+    stage[0], stage[2] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+    stage[3] = (time.perf_counter() - t2) * 1e3
+    return TopDownResult(boxes, kpts, stage)

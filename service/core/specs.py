@@ -18,6 +18,8 @@ BGR_MEAN = RGB_MEAN[::-1]
 BGR_STD = RGB_STD[::-1]
 # Crops per pose-model call on exports with a batch axis: the rendered max_batch_size.
 POSE_MAX_BATCH = 64
+# Whole images per one-stage model call, where the export has a batch axis (GPU, BLS).
+ONE_STAGE_MAX_BATCH = 8
 
 
 class _Spec:
@@ -78,9 +80,9 @@ class PoseSpec(_Spec):
 
 @dataclass(frozen=True)
 class OneStageSpec(_Spec):
-    """RTMO: whole image in, ``dets`` [1,N,5] + ``keypoints`` [1,N,K,3] out (no detector stage).
+    """RTMO: whole image in, ``dets`` [B,N,5] + ``keypoints`` [B,N,K,3] out (no detector stage).
 
-    Preprocessing is the detector's letterbox (keep ratio, pad 114) on raw BGR pixels.
+    Preprocessing is mmpose's ``BottomupResize`` (``service.core.onestage``) on raw BGR pixels.
     """
 
     kind: Literal["one-stage"] = "one-stage"
@@ -90,8 +92,10 @@ class OneStageSpec(_Spec):
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     to_rgb: bool = False
     score_thr: float = 0.1
-    nms_thr: float = 0.65
+    nms_thr: float = 0.65  # applied inside the exported graph; recorded for reference
     keypoint_names: tuple[str, ...] = field(default=COCO_KEYPOINTS)
+    # images per call: ONE_STAGE_MAX_BATCH with a batch axis, 1 for an export fixed at 1
+    max_batch: int = ONE_STAGE_MAX_BATCH
 
 
 ModelSpec = DetectorSpec | PoseSpec | OneStageSpec

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from service.app.decode import decode_image, decode_raw
+from service.app.decode import ImageIn, decode_image, decode_raw, inspect
 from service.app.errors import ApiError, InvalidImage, InvalidParameter
 from service.app.options import PoseOptions, StreamOptions, validated
 from service.app.video.session import FrameInput
@@ -24,6 +24,14 @@ def pose_options(request: pb.EstimateRequest) -> PoseOptions:
 
 def stream_options(config: pb.StreamConfig) -> StreamOptions:
     return validated(StreamOptions, set_fields(config))
+
+
+def image_input(image: pb.Image, max_pixels: int) -> ImageIn:
+    """An encoded image (decoded by the pipeline) or raw pixels; the API's 400/413/415."""
+    if image.WhichOneof("data") == "encoded":
+        return inspect(image.encoded, max_pixels)
+    pixels, fmt = decode_image_message(image, max_pixels)
+    return ImageIn.pixels(pixels, fmt)
 
 
 def decode_image_message(image: pb.Image, max_pixels: int) -> tuple[np.ndarray, str]:

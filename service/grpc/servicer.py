@@ -21,7 +21,7 @@ from service.app.timeouts import within_idle
 from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
 from service.metrics.families import CLIENT_REQUESTS
 
-from .convert import decode_image_message, frame_input, pose_options, stream_options
+from .convert import frame_input, image_input, pose_options, stream_options
 from .gen import pose_pb2 as pb
 from .gen import pose_pb2_grpc as pb_grpc
 from .messages import to_message
@@ -50,7 +50,7 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
             response = await estimate_pose(
                 self.services,
                 pose_options(request),
-                lambda: asyncio.to_thread(decode_image_message, request.image, max_pixels),
+                lambda: asyncio.to_thread(image_input, request.image, max_pixels),
             )
         except ApiError as exc:
             await abort(context, exc)

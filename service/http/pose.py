@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
-from service.app.decode import SUPPORTED, decode_image
+from service.app.decode import SUPPORTED, ImageIn, inspect
 from service.app.errors import InvalidImage
 from service.app.estimate import estimate_pose
 from service.app.options import PoseOptions
@@ -36,8 +34,8 @@ async def pose(
 ) -> PoseResponse:
     settings = services.settings
 
-    async def load() -> tuple[np.ndarray, str]:
+    async def load() -> ImageIn:
         data = await read_upload(request, settings, settings.max_upload_bytes, InvalidImage)
-        return await run_in_threadpool(decode_image, data, settings.max_image_pixels)
+        return inspect(data, settings.max_image_pixels)  # the pipeline decodes it
 
     return await estimate_pose(services, options, load)

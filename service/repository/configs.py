@@ -16,7 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from service.core.contract import PIPELINE_MODEL
 from service.core.fingerprint import fingerprint
-from service.core.specs import DetectorSpec, ModelSpec, PoseSpec
+from service.core.specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
 from service.settings import ServingOptions
 
 GPU_CONFIG_NAME = "gpu"
@@ -76,6 +76,22 @@ def _shape_pose(config: mc.ModelConfig, spec: PoseSpec, rel: str, options: Servi
         config.ClearField("dynamic_batching")
 
 
+def _shape_onestage(config: mc.ModelConfig, spec: OneStageSpec, rel: str, opts: ServingOptions):
+    w, h = spec.input_size
+    k = spec.num_keypoints
+    if spec.max_batch > 1:  # a batch axis: Triton batches whole images
+        config.max_batch_size = spec.max_batch
+        config.input[0].dims[:] = [3, h, w]
+        config.output[0].dims[:] = [-1, 5]
+        config.output[1].dims[:] = [-1, k, 3]
+    else:
+        config.max_batch_size = 0
+        config.input[0].dims[:] = [1, 3, h, w]
+        config.output[0].dims[:] = [1, -1, 5]
+        config.output[1].dims[:] = [1, -1, k, 3]
+        config.ClearField("dynamic_batching")
+
+
 def _warmup(config: mc.ModelConfig) -> None:
     """Zero-data requests at load: 1, 8 and the largest batch (what the TensorRT profile
     spans), so engines are built before the first request, not during it."""
@@ -126,6 +142,8 @@ def render_model(
         shape, instances = _shape_detector, options.detector_instances
     elif kind == "pose":
         shape, instances = _shape_pose, options.pose_instances
+    elif kind == "one-stage":
+        shape, instances = _shape_onestage, options.pose_instances
     else:
         raise ValueError(f"{name}: no Triton config template for a {kind} model")
     out = {}
@@ -134,7 +152,8 @@ def render_model(
         config = _load(templates_dir() / kind / template)
         _set_common(config, name, versions, instances)
         if "intra_op_threads" in config.parameters:
-            config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
+            threads = options.detector_threads if kind == "detector" else options.intra_op_threads
+            config.parameters["intra_op_threads"].string_value = str(threads)
         shape(config, spec, rel, options)  # type: ignore[arg-type]
         if config.HasField("dynamic_batching"):
             policy = config.dynamic_batching.default_queue_policy
@@ -150,7 +169,17 @@ def render_model(
 
 
 def render_pipeline(options: ServingOptions) -> dict[str, str]:
-    config = _load(templates_dir() / "pipeline" / "config.pbtxt")
-    _set_common(config, PIPELINE_MODEL, [1], options.pipeline_instances)
-    config.parameters["core_fingerprint"].string_value = fingerprint()
-    return {"config.pbtxt": _dump(config, "pipeline")}
+    """The CPU config runs the models' ONNX files in the pipeline's own process; the GPU
+    configs call the native detector and pose models (see model_repository/pipeline)."""
+    out = {}
+    for rel in CONFIG_FILES:
+        config = _load(templates_dir() / "pipeline" / "config.pbtxt")
+        _set_common(config, PIPELINE_MODEL, [1], options.pipeline_instances)
+        params = config.parameters
+        params["core_fingerprint"].string_value = fingerprint()
+        local = rel == "config.pbtxt" and options.cpu_local_models
+        params["local_models"].string_value = "true" if local else "false"
+        params["detector_threads"].string_value = str(options.detector_threads)
+        params["pose_threads"].string_value = str(options.intra_op_threads)
+        out[rel] = _dump(config, "pipeline/config.pbtxt")
+    return out

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from service.core.contract import PIPELINE_MODEL
-from service.core.specs import POSE_MAX_BATCH, ModelSpec, PoseSpec
+from service.core.specs import (
+    ONE_STAGE_MAX_BATCH,
+    POSE_MAX_BATCH,
+    ModelSpec,
+    OneStageSpec,
+    PoseSpec,
+)
 from service.metadata import (
     RECORD_FILE,
     ModelRecord,
@@ -141,12 +147,14 @@ def install_model(
 
 
 def _with_batch(spec: ModelSpec, onnx_file: Path) -> ModelSpec:
-    """A pose export fixed at batch 1 is served one crop at a time (``max_batch`` 1)."""
-    if not isinstance(spec, PoseSpec):
+    """A pose or one-stage export fixed at batch 1 is served one crop or image at a time
+    (``max_batch`` 1); one with a batch axis lets Triton batch them."""
+    if not isinstance(spec, PoseSpec | OneStageSpec):
         return spec
     batch = onnx_input_batch(onnx_file)
     if batch is None:
-        return spec if spec.max_batch > 1 else replace(spec, max_batch=POSE_MAX_BATCH)
+        most = POSE_MAX_BATCH if isinstance(spec, PoseSpec) else ONE_STAGE_MAX_BATCH
+        return spec if spec.max_batch > 1 else replace(spec, max_batch=most)
     if batch != 1:
         raise ValueError(
             f"{onnx_file.name} is exported at a fixed batch of {batch}: export it with a dynamic "

@@ -35,7 +35,7 @@ class PipelineRequest:
     association's IoU thresholds) also estimates the visible tracks the detector missed;
     ``pose=None``: boxes only."""
 
-    image: np.ndarray  # HxWx3 BGR uint8
+    image: np.ndarray | bytes  # HxWx3 BGR uint8, or an encoded file the pipeline decodes
     detector: ModelRef | None
     pose: ModelRef | None
     score_threshold: float = 0.0
@@ -105,8 +105,12 @@ class PipelineClient:
 
     async def infer(self, request: PipelineRequest) -> PipelineResult:
         r = request
+        if isinstance(r.image, bytes):
+            image = _tensor("IMAGE_ENCODED", np.array([r.image], object), "BYTES")
+        else:
+            image = _tensor("IMAGE", np.ascontiguousarray(r.image, np.uint8), "UINT8")
         inputs = [
-            _tensor("IMAGE", np.ascontiguousarray(r.image, np.uint8), "UINT8"),
+            image,
             _tensor("SCORE_THRESHOLD", np.array([r.score_threshold], np.float32), "FP32"),
             _tensor("MAX_PERSONS", np.array([r.max_persons], np.int32), "INT32"),
         ]

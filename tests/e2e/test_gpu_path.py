@@ -4,7 +4,6 @@ fails while every model is loaded but inference does not work."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -12,9 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
-from rtmserve.launch import RTMSERVE, start_service, wait_until
+from rtmserve.launch import start_service, wait_until
 from service.core.specs import PoseSpec
 from service.metadata import read_record
+from tests.support.cli import models_cli
 from tests.support.paths import MODELS_MIRROR
 from tests.support.synthetic import write_synthetic_pose_onnx
 
@@ -26,11 +26,6 @@ def gpu_path(tmp_path_factory):
     svc = start_service(tmp_path_factory.mktemp("gpu-path-home"), MODELS_MIRROR)
     yield svc
     assert svc.stop() == 0
-
-
-def models_cli(svc, *args: str) -> subprocess.CompletedProcess:
-    cmd = [RTMSERVE, "models", *args, "--home", str(svc.home), "--triton-http", svc.triton_http]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
 
 
 def export(out, *extra: str) -> None:

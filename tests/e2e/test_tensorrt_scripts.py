@@ -42,6 +42,8 @@ def test_engine_profiles_are_batch_1_8_64_for_pose_and_1_for_the_detector():
     assert (pose.min, pose.opt, pose.max) == ((1, 3, 256, 192), (8, 3, 256, 192), (64, 3, 256, 192))
     det = build_engines.profile_for("detector", (320, 320))
     assert det.min == det.opt == det.max == (1, 3, 320, 320)
+    rtmo = build_engines.profile_for("one-stage", (640, 640), max_batch=8)
+    assert (rtmo.min[0], rtmo.opt[0], rtmo.max[0]) == (1, 4, 8) and rtmo.max[1:] == (3, 640, 640)
 
 
 def test_tensorrt_configs_declare_the_onnx_models_inputs_and_outputs(service, tmp_path):

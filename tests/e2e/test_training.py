@@ -27,6 +27,7 @@ from service.core.pipeline import run_topdown
 from service.core.specs import PoseSpec
 from service.metadata import read_record
 from service.triton.control import TritonControl
+from tests.support.cli import models_cli
 from tests.support.paths import MODELS_MIRROR, SHARED
 from training.evaluate import evaluate, onnx_estimator, torch_estimator
 from training.models.rtmpose import seeded_rtmpose
@@ -108,17 +109,10 @@ def test_export_matches_pytorch_and_the_serving_signature(run):
     assert report["output_shapes"]["simcc_x"][1:] == [17, INPUT[0] * 2]
 
 
-def _cli(service, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [RTMSERVE, "models", *args, "--home", str(service.home),
-           "--triton-http", service.triton_http]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, **(env or {})})  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def registered(service, run, tmp_path_factory):
     """The trained export registered as v1 of a new model in the running service."""
-    r = _cli(service, "register", NAME, str(run["onnx"]), "--eval", str(run["eval"]),
+    r = models_cli(service, "register", NAME, str(run["onnx"]), "--eval", str(run["eval"]),
              "--like", "rtmpose-m")  # fmt: skip
     assert r.returncode == 0, r.stderr
     # a worse candidate (seeded random weights), evaluated on the same held-back images
@@ -160,7 +154,7 @@ def test_served_keypoints_equal_pytorch_on_the_same_crops(service, run, register
 
 def test_gate_refuses_a_worse_model_and_leaves_everything_as_it_was(service, run, registered):
     before = (service.repository / NAME / "rtmserve.json").read_text()
-    r = _cli(service, "register", NAME, str(registered["worse"]),
+    r = models_cli(service, "register", NAME, str(registered["worse"]),
              "--eval", str(registered["worse_eval"]))  # fmt: skip
     assert r.returncode == 3, r.stdout + r.stderr
     assert "refused" in r.stderr and "AP" in r.stderr
@@ -204,12 +198,12 @@ def test_register_and_rollback_switch_live_under_load_with_no_failures(service, 
         t.start()
     try:
         load.wait_for_more(12)
-        r = _cli(service, "register", NAME, str(registered["worse"]), "--eval",
+        r = models_cli(service, "register", NAME, str(registered["worse"]), "--eval",
                  str(registered["worse_eval"]), "--force")  # fmt: skip
         assert r.returncode == 0, r.stderr
         assert "v2 registered" in r.stdout
         load.wait_for_more(12)
-        r = _cli(service, "rollback", NAME, "1")
+        r = models_cli(service, "rollback", NAME, "1")
         assert r.returncode == 0, r.stderr
         load.wait_for_more(12)
     finally:
@@ -237,7 +231,7 @@ def test_register_and_rollback_switch_live_under_load_with_no_failures(service, 
 def test_a_registration_killed_midway_leaves_the_repository_valid(service, run, registered,
                                                                    point):  # fmt: skip
     before = read_record(service.repository / NAME)
-    r = _cli(service, "register", NAME, str(run["onnx"]), "--eval", str(run["eval"]),
+    r = models_cli(service, "register", NAME, str(run["onnx"]), "--eval", str(run["eval"]),
              env={"RTMSERVE_CRASH_AT": point})  # fmt: skip
     assert r.returncode == -9, (r.returncode, r.stderr)
     record = read_record(service.repository / NAME)  # parses: never half-written

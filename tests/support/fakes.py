@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from service.app.context import Services
+from service.core.image import decode
 from service.core.specs import DetectorSpec, PoseSpec
 from service.metadata import ModelRecord, write_defaults, write_record
 from service.settings import Settings
@@ -33,7 +34,8 @@ class FakePipeline:
             raise TritonUnavailable(f"Triton at {self.url}: connection refused")
         if self.fail == "error":
             raise TritonError("pose v1: onnxruntime: bad input")
-        h, w = request.image.shape[:2]
+        image = request.image  # an encoded file is decoded as the pipeline model does
+        h, w = (decode(image) if isinstance(image, bytes) else image).shape[:2]
         found = np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4, 0.9]], np.float32)
         boxes = request.boxes
         person = found if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 5)

@@ -132,3 +132,20 @@ def test_rendered_gpu_configs_of_the_real_detector_parse(tmp_path):
     install_model(repo, "det", DetectorSpec(), RTMDET_ONNX, {"trained": True}, OPTIONS)
     for rel in ("config.pbtxt", "configs/gpu.pbtxt", "configs/tensorrt.pbtxt"):
         assert parse((repo / "det" / rel).read_text()).name == "det"
+
+
+def test_only_the_cpu_pipeline_runs_the_onnx_files_itself():
+    """On a GPU the pipeline calls the native models (their batcher merges crops of concurrent
+    requests); on the CPU server it runs the files in-process unless told otherwise."""
+    local = {
+        rel: parse(text).parameters["local_models"].string_value
+        for rel, text in render_pipeline(OPTIONS).items()
+    }
+    assert local == {
+        "config.pbtxt": "true",
+        "configs/gpu.pbtxt": "false",
+        "configs/tensorrt.pbtxt": "false",
+    }
+    bls = Settings(cpu_local_models=False).serving_options
+    config = parse(render_pipeline(bls)["config.pbtxt"])
+    assert config.parameters["local_models"].string_value == "false"

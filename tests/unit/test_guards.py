@@ -155,3 +155,24 @@ def test_a_dead_stub_is_recognised_in_tritons_message():
     assert unhealthy_model(message) == "rtmserve-pose-n"
     assert unhealthy_model("Stub process 'pose_pipeline_0_3' is not healthy.") == "pose_pipeline"
     assert unhealthy_model("onnxruntime: bad input") is None
+
+
+def test_jpegs_decode_to_opencvs_pixels_in_every_orientation(coco_images):
+    """The gateway keeps Pillow's decode of a JPEG (it needs it as the integrity check):
+    it must be exactly what OpenCV (the official SDK's reader) makes of the same bytes."""
+    import cv2
+
+    def opencv(data: bytes) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+    for path in coco_images:
+        data = path.read_bytes()
+        assert np.array_equal(decode_image(data, 10**8)[0], opencv(data)), path.name
+    photo = Image.open(coco_images[0])
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        out = io.BytesIO()
+        photo.save(out, "JPEG", quality=90, exif=exif)
+        image = decode_image(out.getvalue(), 10**8)[0]
+        assert np.array_equal(image, opencv(out.getvalue())), orientation

@@ -4,7 +4,8 @@ The gRPC ``Stream`` call and ``POST /v1/pose/video`` both feed a ``StreamSession
 frames arrive differs. Per frame at most one Triton pipeline call: on detection frames it runs
 the detector, then the pose model on the detections and on the visible tracks the detector
 missed (the tracks travel with the request, ``service.core.association`` decides); in between,
-the pose model alone on the boxes the tracks predict.
+the pose model alone on the boxes the tracks predict. A one-stage model (RTMO) runs on every
+frame and its people join the tracks the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from service.core.pipeline import STAGES
 from service.metrics.record import metered_stream
 
 from ..context import Services
+from ..decode import ImageIn
 from ..errors import ApiError, InferenceFailed, ServiceUnavailable, StreamLimitExceeded
 from ..format import image_info, models_used, person_fields, timings
 from ..inference import infer
@@ -46,14 +48,15 @@ class FrameInput:
 
 @dataclass(frozen=True)
 class StreamModels:
-    detector: ServedModel
+    detector: ServedModel | None  # None: a one-stage pose model
     pose: ServedModel
 
     @classmethod
     def resolve(cls, index: ModelIndex, options: StreamOptions) -> StreamModels:
         """Raises ``UnknownModel`` (404 / NOT_FOUND) before any frame is read."""
-        detector = index.serving(options.detector, "detector")
-        return cls(detector, index.serving(options.pose_model, "pose"))
+        detector, pose = index.resolve(options.detector, options.pose_model)
+        assert pose is not None
+        return cls(detector, pose)
 
 
 @dataclass
@@ -115,7 +118,10 @@ class StreamSession:
     ) -> None:
         settings = services.settings
         self.services, self.models, self.options = services, models, options
-        self.det_interval = options.det_interval or settings.video_det_interval
+        # a one-stage model finds the people on every frame: there is nothing to skip
+        self.det_interval = (
+            1 if models.pose.one_stage else options.det_interval or settings.video_det_interval
+        )
         self.max_persons = options.max_persons or settings.max_persons
         self.max_frames, self.max_seconds = settings.max_video_frames, settings.max_video_seconds
         self.fps = options.fps or fps or DEFAULT_FPS
@@ -208,7 +214,9 @@ class StreamSession:
             frame_index=index,
             timestamp=t,
             detected=bool(inference and inference.detected),
-            image=None if frame.image is None else image_info(frame.image, frame.format),
+            image=None
+            if frame.image is None
+            else image_info(ImageIn.pixels(frame.image, frame.format)),
             persons=persons or [],
             models=self.models_used,
             timings=timings(
