@@ -40,8 +40,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 from _report import write_report
+
+from rtmserve.client import Client, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", ROOT.parent / "shared")).resolve()
@@ -262,32 +263,24 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def measure_round(
-    svc, http: httpx.Client, models: dict, images: list[bytes], args, first: bool
+    svc, client: Client, models: dict, images: list[bytes], args, first: bool
 ) -> tuple:
     """Every runner once, one after the other: (rows, video rows)."""
     rows, video = [], []
-    retried, retried_lock = [0], threading.Lock()
     for key, pose in models.items():
 
         def via_service(data: bytes, name: str = pose["name"]) -> None:
-            """As a well-behaved client: a 503 (the admission limit) is retried after the
-            Retry-After it names; the latency counts from the first attempt."""
-            while True:
-                r = http.post("/v1/pose", content=data, params={"pose_model": name})
-                if r.status_code != 503 or "retry-after" not in r.headers:
-                    r.raise_for_status()
-                    return
-                with retried_lock:
-                    retried[0] += 1
-                time.sleep(float(r.headers["retry-after"]))
+            """rtmserve's client: a 503 (the admission limit) is retried after the Retry-After
+            it names; the latency counts from the first attempt."""
+            client.estimate(data, pose_model=name)
 
         if first:  # every pipeline instance meets the batch shapes once
             closed_loop(via_service, images, 8)
         for clients in args.concurrency:
-            retried[0] = 0
+            before = client.retries
             result = closed_loop(via_service, images, clients)
             rows.append({"model": key, "runner": "rtmserve", "clients": clients, **result,
-                         "retried_503": retried[0]})  # fmt: skip
+                         "retried_503": client.retries - before})  # fmt: skip
             print(rows[-1], flush=True)
         for runner, threads in (("in-process", 1), ("rtmlib", 1), ("rtmlib", args.threads),
                                 ("sdk", 1), ("sdk", args.threads)):  # fmt: skip
@@ -366,10 +359,11 @@ def main(args: argparse.Namespace) -> None:
         for key, pose in models.items():
             if key != "shipped":
                 register(svc, pose["name"], pose["onnx"], f"rtmpose-{key}")
-        http = httpx.Client(base_url=svc.http, timeout=600, limits=httpx.Limits(max_connections=64))
+        patient = RetryPolicy(attempts=10_000, cap=5.0, deadline=600)
+        client = Client(svc.http, retry=patient, timeout=600)
         for n in range(args.rounds):  # interleaved: the machine's drift hits every runner alike
             print(f"-- round {n + 1} of {args.rounds}", flush=True)
-            rows, video = measure_round(svc, http, models, images, args, first=n == 0)
+            rows, video = measure_round(svc, client, models, images, args, first=n == 0)
             all_rows += rows
             all_video += video
     finally:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the test suite runs for real. Idempotent; uses sudo when not root.
+# Debian packages the test suite runs for real (Prometheus; Chromium and its driver for the
+# browser test of the page at /). Idempotent; uses sudo when not root.
 set -euo pipefail
-packages=(prometheus)
+packages=(prometheus chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

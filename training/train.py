@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from service.core.normalize import to_input_tensor
 from service.core.specs import RGB_MEAN, RGB_STD, PoseSpec
+from service.progress import progress_bar
 from training.augment import NONE, STAGE1, STAGE2, Augment, make_sample
 from training.dataset import Instance, load_instances, split_images
 from training.evaluate import EvalReport, evaluate, torch_estimator
@@ -319,18 +320,16 @@ class Trainer:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    try:
-        from tqdm import tqdm
+    """A bar on a terminal, a line every 30 s in logs (``service.progress``), or nothing."""
+    if enabled:
+        return progress_bar(total, desc, "it", every=30.0)
 
-        return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr)
-    except ImportError:  # pragma: no cover - tqdm is in the train extra
+    class _Null:
+        def update(self, *_): ...
+        def set_postfix(self, **_): ...
+        def close(self): ...
 
-        class _Null:
-            def update(self, *_): ...
-            def set_postfix(self, **_): ...
-            def close(self): ...
-
-        return _Null()
+    return _Null()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from service.settings import Settings
 
 from .fallbacks import training_fallbacks
 from .models import add_models_commands
+from .render import add_render_command
 from .stream import add_stream_command
 from .versions import add_version_commands
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = add_models_commands(sub)
     add_version_commands(models)
     add_stream_command(sub)
+    add_render_command(sub)
     return parser
 
 
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -33,7 +33,9 @@ def add_stream_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--jpeg", type=int, metavar="QUALITY", help="send video frames as JPEG (default: raw)"
     )
-    p.add_argument("--quiet", action="store_true", help="only the summary line")
+    p.add_argument(
+        "--quiet", action="store_true", help="progress and the summary only, no line per frame"
+    )
     p.set_defaults(func=run_stream_command)
 
 
@@ -42,6 +44,7 @@ def run_stream_command(args: argparse.Namespace) -> int:
 
     from rtmserve.client.grpc import frame_result, frames_from, stream
     from service.grpc.gen import pose_pb2 as pb
+    from service.progress import progress
 
     if not args.source.exists():
         print(f"error: {args.source} does not exist", file=sys.stderr)
@@ -59,14 +62,17 @@ def run_stream_command(args: argparse.Namespace) -> int:
     frames = errors = 0
     start = time.perf_counter()
     try:
-        for message in stream(args.server, config, frames_from(args.source, args.jpeg)):
-            result = frame_result(message)
-            frames += 1
-            errors += result.error is not None
-            if out:
-                out.write(result.model_dump_json() + "\n")
-            if not args.quiet:
-                print(_line(result), flush=True)
+        with progress(_frame_count(args.source), "stream", "frames") as bar:
+            for message in stream(args.server, config, frames_from(args.source, args.jpeg)):
+                result = frame_result(message)
+                frames += 1
+                errors += result.error is not None
+                if out:
+                    out.write(result.model_dump_json() + "\n")
+                if args.quiet:
+                    bar.update(1)
+                else:
+                    print(_line(result), flush=True)
     except grpc.RpcError as exc:
         status = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
         print(f"error: {status}", file=sys.stderr)
@@ -78,6 +84,19 @@ def run_stream_command(args: argparse.Namespace) -> int:
     rate = frames / seconds if seconds > 0 else 0.0
     print(f"{frames} frames in {seconds:.2f} s: {rate:.2f} frames/s ({errors} frame errors)")
     return 0
+
+
+def _frame_count(source: Path) -> int | None:
+    """The video's declared frame count (or the folder's images), for the progress bar's ETA."""
+    import av
+
+    from rtmserve.client.grpc import IMAGE_SUFFIXES
+
+    if source.is_dir():
+        return sum(1 for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    with av.open(str(source)) as container:
+        return container.streams.video[0].frames or None
 
 
 def _line(result: FrameResult) -> str:

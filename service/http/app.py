@@ -13,7 +13,7 @@ from service.metrics.asgi import MetricsMiddleware
 from service.settings import Settings
 from service.triton.client import PipelineClient
 
-from . import debug, health, models, pose, video
+from . import debug, health, models, pose, video, web, ws
 from .errors import add_error_handlers
 
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    for module in (pose, video, models, health):
+    for module in (pose, video, ws, web, models, health):
         app.include_router(module.router)
     if settings.debug_endpoints:  # off by default; then like the API, behind the keys
         app.include_router(debug.router)

@@ -8,21 +8,26 @@ or loses Triton ends with a last line holding only ``{"error": {...}}``.
 
 from __future__ import annotations
 
+import io
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, aclosing
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from service.app.errors import ApiError, InvalidVideo
 from service.app.options import StreamOptions
+from service.app.render import RenderQuery
 from service.app.schemas import FrameResult
+from service.app.video.annotate import Mp4Writer, annotate
 from service.app.video.container import VIDEO_TYPES, decode, probe
-from service.app.video.session import StreamModels, StreamSession, run_stream
+from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
 from service.metrics.record import observe_error
 
 from .deps import ClientDep, ServicesDep
@@ -36,11 +41,26 @@ class NDJSONResponse(StreamingResponse):
     media_type = "application/x-ndjson"
 
 
+class VideoOptions(StreamOptions, RenderQuery):
+    """The stream's options; with ``render=mp4``, how to draw the annotated video."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    render: Literal["mp4"] | None = Field(
+        None, description="mp4: answer with the video, every person drawn (H.264), not NDJSON"
+    )
+
+
 @router.post(
     "/v1/pose/video",
     response_class=NDJSONResponse,
     responses={
-        200: {"model": FrameResult, "description": "one FrameResult per line, in frame order"},
+        200: {
+            "model": FrameResult,
+            "description": "one FrameResult per line, in frame order; with render=mp4 the "
+            "annotated video",
+            "content": {"video/mp4": {}},
+        },
         **STREAM_ERROR_RESPONSES,
     },
     openapi_extra=binary_body("video", VIDEO_TYPES),
@@ -48,11 +68,12 @@ class NDJSONResponse(StreamingResponse):
 )
 async def pose_video(
     request: Request,
-    options: Annotated[StreamOptions, Query()],
+    query: Annotated[VideoOptions, Query()],
     services: ServicesDep,
     client: ClientDep,
-) -> NDJSONResponse:
+) -> Response:
     settings = services.settings
+    options = StreamOptions(**query.model_dump(include=set(StreamOptions.model_fields)))
     models = StreamModels.resolve(services.index, options)
     slot = ExitStack()
     slot.enter_context(services.streams.reserve(client))  # held until the last line is sent
@@ -64,6 +85,12 @@ async def pose_video(
         slot.close()
         raise
     session = StreamSession(services, models, options, fps=info.fps)
+    if query.render == "mp4":
+        try:
+            video = await _mp4(session, data, info.codec, info.fps, query)
+        finally:
+            slot.close()
+        return Response(video, media_type="video/mp4")
     # closed by the stream's end, or (if it never starts: the client left) after the response
     return NDJSONResponse(
         _lines(slot, session, data, info.codec), background=BackgroundTask(slot.close)
@@ -85,3 +112,28 @@ async def _lines(
             yield json.dumps(exc.body()).encode() + b"\n"
         finally:
             slot.close()
+
+
+async def _mp4(
+    session: StreamSession, data: bytes, codec: str, fps: float | None, query: RenderQuery
+) -> bytes:
+    """The whole stream, each frame drawn with its result and encoded as it comes."""
+    images: deque = deque()
+
+    async def kept(frames: AsyncIterator[FrameInput]) -> AsyncIterator[FrameInput]:
+        async for frame in frames:
+            images.append(frame.image)  # results come one per frame, in order
+            yield frame
+
+    sink = io.BytesIO()
+    writer = Mp4Writer(sink, fps or 30.0)
+    async with (
+        aclosing(decode(data, codec)) as frames,
+        aclosing(run_stream(session, kept(frames))) as results,
+    ):
+        async for result in results:
+            drawn = await run_in_threadpool(annotate, images.popleft(), result, query)
+            if drawn is not None:
+                await run_in_threadpool(writer.write, drawn)
+    await run_in_threadpool(writer.close)
+    return sink.getvalue()

@@ -48,6 +48,8 @@ def test_stream_a_video_file_quietly(service, tmp_path):
     done = run_cli(str(video), "--server", server, "--quiet", "--jpeg", "90")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("6 frames in") and len(done.stdout.splitlines()) == 1
+    # not a terminal: progress as plain lines on stderr, the last one complete
+    assert done.stderr.strip().splitlines()[-1].startswith("stream: 6/6 frames"), done.stderr
 
 
 def test_unreachable_server_and_missing_source_fail_clearly(frame_dir, tmp_path):

@@ -1,0 +1,91 @@
+"""``/v1/pose/ws``: the browser's video stream, against the gRPC stream of the same frames, and
+its backpressure (a client that sends faster than the service answers loses frames, never
+queues them)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+from websockets.sync.client import connect
+
+from rtmserve.client.grpc import SourceFrame, frame_result, stream
+from service.app.schemas import FrameResult
+from service.grpc.gen import pose_pb2 as pb
+from tests.support.streaming import clip_images
+
+FRAMES = 24
+FPS = 28.0
+
+
+@pytest.fixture(scope="module")
+def jpegs() -> list[bytes]:
+    return [cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            for im in clip_images(FRAMES)]  # fmt: skip
+
+
+def ws_url(service, query: str = "") -> str:
+    return service.http.replace("http://", "ws://") + f"/v1/pose/ws{query}"
+
+
+def test_websocket_answers_what_the_grpc_stream_answers(service, jpegs):
+    """Same frames, same timestamps, same config: the same tracked, smoothed people (one
+    session implementation behind both)."""
+    config = {"det_interval": 3}
+    got = []
+    with connect(ws_url(service), max_size=None) as ws:
+        ws.send(json.dumps(config))
+        for i, data in enumerate(jpegs):  # one in flight, as the page does
+            ws.send(json.dumps({"timestamp": i / FPS}))
+            ws.send(data)
+            got.append(FrameResult.model_validate_json(ws.recv(timeout=120)))
+    frames = [SourceFrame(pb.Image(encoded=d), i / FPS) for i, d in enumerate(jpegs)]
+    want = [frame_result(m) for m in stream(f"127.0.0.1:{service.grpc_port}",
+                                            pb.StreamConfig(**config), frames)]  # fmt: skip
+    assert [r.frame_index for r in got] == list(range(FRAMES))
+    assert [[p.model_dump() for p in r.persons] for r in got] == [
+        [p.model_dump() for p in r.persons] for r in want
+    ]
+    assert any(r.persons for r in got)
+    ids = [tuple(p.track_id for p in r.persons) for r in got if r.persons]
+    first_half = {i for frame in ids[: len(ids) // 2] for i in frame}
+    assert set(ids[-1]) <= first_half  # the people at the end kept the IDs they had
+
+
+def test_a_client_that_floods_loses_frames_but_never_queues_them(service, jpegs):
+    sent = jpegs * 4
+    with connect(ws_url(service), max_size=None) as ws:
+        ws.send("{}")
+        for data in sent:  # as fast as the socket takes them, no waiting for results
+            ws.send(data)
+        results = []
+        dropped = 0
+        while True:
+            result = FrameResult.model_validate_json(ws.recv(timeout=120))
+            results.append(result)
+            for w in result.warnings:
+                if "frames dropped" in w:
+                    dropped += int(w.split()[0])
+            if len(results) + dropped == len(sent):
+                break
+    assert dropped > 0 and len(results) < len(sent)
+    assert [r.frame_index for r in results] == list(range(len(results)))
+
+
+def test_bad_config_and_bad_frames_are_reported(service, jpegs):
+    with connect(ws_url(service)) as ws:
+        ws.send(json.dumps({"det_interval": 0}))
+        error = json.loads(ws.recv(timeout=30))
+        assert error["error"]["code"] == "invalid_parameter" and "det_interval" in error[
+            "error"]["message"]  # fmt: skip
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=30)
+        assert closed.value.rcvd.code == 1008
+    with connect(ws_url(service)) as ws:
+        ws.send("{}")
+        ws.send(b"not an image at all")
+        bad = FrameResult.model_validate_json(ws.recv(timeout=60))
+        assert bad.error is not None and bad.error.code == "unsupported_media_type"
+        ws.send(jpegs[0])  # the stream goes on
+        assert FrameResult.model_validate_json(ws.recv(timeout=60)).error is None
