@@ -8,7 +8,6 @@ bar on a terminal and log lines otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -58,19 +57,18 @@ def run_render_command(args: argparse.Namespace) -> int:
 
 
 def _render_image(args: argparse.Namespace, query) -> int:
-    import httpx
+    from rtmserve.client import NO_RETRY, Client, RtmserveError
 
-    params = {**query.model_dump(), **({"pose_model": args.pose_model} if args.pose_model else {})}
-    accept = "image/png" if args.output.suffix.lower() == ".png" else "image/jpeg"
-    headers = {"accept": accept, **({"x-api-key": args.api_key} if args.api_key else {})}
-    r = httpx.post(f"{args.http.rstrip('/')}/v1/pose/render", content=args.source.read_bytes(),
-                   params=params, headers=headers, timeout=120)  # fmt: skip
-    if r.status_code != 200:
-        print(f"error: HTTP {r.status_code}: {r.text}", file=sys.stderr)
-        return 1
-    args.output.write_bytes(r.content)
-    persons = len(json.loads(r.headers["x-pose-result"])["persons"])
-    print(f"{args.output}: {persons} persons drawn")
+    pose = {"pose_model": args.pose_model} if args.pose_model else {}
+    with Client(args.http, api_key=args.api_key, retry=NO_RETRY) as client:
+        try:
+            drawing, result = client.render(args.source, png=args.output.suffix.lower() == ".png",
+                                            **query.model_dump(), **pose)  # fmt: skip
+        except RtmserveError as exc:
+            print(f"error: HTTP {exc.status}: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+    args.output.write_bytes(drawing)
+    print(f"{args.output}: {len(result.persons)} persons drawn")
     return 0
 
 

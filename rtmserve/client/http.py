@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from email.parser import BytesParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,14 @@ def _error(r: httpx.Response) -> RtmserveError:
 
 def _retry_after(r: httpx.Response) -> float | None:
     return retry_after_seconds(r.headers.get("retry-after"))
+
+
+def form_parts(r: httpx.Response) -> dict[str, bytes]:
+    """The named parts of a multipart/form-data answer (``/v1/pose/render``'s: result, image)."""
+    head = f"Content-Type: {r.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=default).parsebytes(head + r.content)
+    return {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+            for p in message.iter_parts()}  # fmt: skip
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -195,12 +205,13 @@ class Client(_Base):
         pose = {k: v for k, v in options.items() if k not in RenderQuery.model_fields}
         params = {**_params(pose), **{k: str(v).lower() if isinstance(v, bool) else v
                                       for k, v in draw.model_dump().items()}}  # fmt: skip
-        accept = "image/png" if png else "image/jpeg"
+        accept = f"multipart/form-data, image/{'png' if png else 'jpeg'}"
         r = self._send("POST", "/v1/pose/render", content=self._bytes(image),
                        params=params, headers={"accept": accept})  # fmt: skip
-        result = PoseResult.model_validate_json(r.headers["x-pose-result"])
+        parts = form_parts(r)
+        result = PoseResult.model_validate_json(parts["result"])
         result._image = image
-        return r.content, result
+        return parts["image"], result
 
     def models(self) -> ModelsResponse:
         return ModelsResponse.model_validate_json(self._send("GET", "/v1/models").content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -28,7 +29,7 @@ router = APIRouter()
     response_model=PoseResponse,
     responses=ERROR_RESPONSES,
     openapi_extra=binary_body("image", SUPPORTED),
-    summary="Detect every person in an image and estimate their 17 COCO keypoints",
+    summary="Detect every person (or hand) in an image and estimate its keypoints",
 )
 async def pose(
     request: Request,
@@ -56,7 +57,11 @@ class PoseRenderOptions(PoseOptions, RenderQuery):
     """``/v1/pose``'s options and how to draw."""
 
 
-RESULT_HEADER = "X-Pose-Result"
+RESULT_HEADER, PERSONS_HEADER = "X-Pose-Result", "X-Pose-Persons"
+# HTTP clients and proxies refuse long header lines (Python's http.client: 64 KiB; nginx: 4-8
+# KiB by default); a crowd's JSON goes in the multipart answer instead
+MAX_RESULT_HEADER = 16 * 1024
+FORM = "multipart/form-data"
 
 
 def media_type(accept: str) -> str:
@@ -66,14 +71,32 @@ def media_type(accept: str) -> str:
     return "image/png" if png >= 0 and (jpeg < 0 or png < jpeg) else "image/jpeg"
 
 
+def form_parts(result: bytes, image: bytes, kind: str) -> tuple[bytes, str]:
+    """A multipart/form-data body (browsers read it with ``response.formData()``): ``result``
+    (the pose JSON) and ``image`` (the drawing)."""
+    boundary = secrets.token_hex(16)
+    ext = "png" if kind == "image/png" else "jpg"
+    body = b"".join([
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"result\"\r\n".encode(),
+        b"Content-Type: application/json\r\n\r\n", result, b"\r\n",
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+        f"filename=\"pose.{ext}\"\r\nContent-Type: {kind}\r\n\r\n".encode(),
+        image, f"\r\n--{boundary}--\r\n".encode(),
+    ])  # fmt: skip
+    return body, f"{FORM}; boundary={boundary}"
+
+
 @router.post(
     "/v1/pose/render",
     response_class=Response,
     responses={
         200: {
-            "content": {"image/jpeg": {}, "image/png": {}},
-            "description": f"the image with every person drawn; the pose JSON (as /v1/pose "
-            f"answers) in the {RESULT_HEADER} header",
+            "content": {"image/jpeg": {}, "image/png": {}, FORM: {}},
+            "description": "the image with every person drawn (JPEG, or PNG when Accept asks "
+            f"for image/png). The pose JSON, as /v1/pose answers it, is in the {RESULT_HEADER} "
+            f"header when it fits in {MAX_RESULT_HEADER // 1024} KiB ({PERSONS_HEADER} always "
+            f"gives the count); with Accept: {FORM} the answer has two parts, result (the JSON, "
+            "whatever its size) and image",
         },
         **ERROR_RESPONSES,
     },
@@ -91,10 +114,18 @@ async def pose_render(
     result = await estimate_pose(
         services, pose_options, _loader(request, services.settings, upload)
     )
-    kind = media_type(request.headers.get("accept", ""))
+    accept = request.headers.get("accept", "")
+    kind = media_type(accept)
 
     def paint() -> bytes:  # the pipeline has decoded it once already; the gateway draws here
         return encode(draw(decode(upload[0]), result.persons, options), kind)
 
-    body = await run_in_threadpool(paint)
-    return Response(body, media_type=kind, headers={RESULT_HEADER: result.model_dump_json()})
+    image = await run_in_threadpool(paint)
+    data = result.model_dump_json().encode()
+    headers = {PERSONS_HEADER: str(len(result.persons))}
+    if FORM in accept.lower():
+        body, form_type = form_parts(data, image, kind)
+        return Response(body, media_type=form_type, headers=headers)
+    if len(data) <= MAX_RESULT_HEADER:
+        headers[RESULT_HEADER] = data.decode()
+    return Response(image, media_type=kind, headers=headers)

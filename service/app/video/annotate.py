@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from ..render import RenderQuery, draw
@@ -29,15 +30,18 @@ class Mp4Writer:
         self._stream: av.video.stream.VideoStream | None = None
 
     def write(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if h % 2 or w % 2:  # yuv420p needs even sizes: repeat the last row/column (1x1 -> 2x2)
+            image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
         if self._stream is None:
-            h, w = image.shape[:2]
             self._stream = self._container.add_stream(CODEC, rate=self._fps)
-            self._stream.width, self._stream.height = w - w % 2, h - h % 2  # yuv420p: even sizes
+            self._stream.height, self._stream.width = image.shape[:2]
             self._stream.pix_fmt = PIXEL_FORMAT
             self._stream.options = {"preset": "veryfast", "crf": "23"}
         s = self._stream
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: s.height, : s.width]),
-                                           format="bgr24")  # fmt: skip
+        if image.shape[:2] != (s.height, s.width):  # a stream whose frame size changes
+            image = cv2.resize(image, (s.width, s.height), interpolation=cv2.INTER_AREA)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         for packet in s.encode(frame):
             self._container.mux(packet)
 
