@@ -43,6 +43,7 @@ from pathlib import Path
 from _report import write_report
 
 from rtmserve.client import Client, RetryPolicy
+from training.sdk_metadata import sdk_pose_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RTMSERVE_SHARED", ROOT.parent / "shared")).resolve()
@@ -180,21 +181,6 @@ def export(variant: str, out: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, timeout=1800)
 
 
-def sdk_dir(onnx: Path, input_size: tuple[int, int], out: Path) -> Path:
-    """The RTMPose SDK metadata with this model's ONNX and input size."""
-    shutil.copytree(POSE_SDK_METADATA, out, dirs_exist_ok=True)
-    shutil.copyfile(onnx, out / "end2end.onnx")
-    pipeline = json.loads((out / "pipeline.json").read_text())
-    for task in pipeline["pipeline"]["tasks"]:
-        for transform in task.get("transforms", []):
-            if "image_size" in transform:
-                transform["image_size"] = list(input_size)
-        if "input_size" in task.get("params", {}):
-            task["params"]["input_size"] = list(input_size)
-    (out / "pipeline.json").write_text(json.dumps(pipeline))
-    return out
-
-
 def prepare_models(work: Path, wanted: list[str]) -> dict[str, dict]:
     models = {}
     card = json.loads((SHIPPED / "card.json").read_text())
@@ -206,8 +192,9 @@ def prepare_models(work: Path, wanted: list[str]) -> dict[str, dict]:
             onnx, size, crop, name = work / f"rtmpose-{key}.onnx", (192, 256), "sdk", (
                 f"bench-rtmpose-{key}")  # fmt: skip
             export(key, onnx)
+        sdk = sdk_pose_dir(POSE_SDK_METADATA, onnx, size, work / f"sdk-{key}")
         models[key] = {"name": name, "onnx": str(onnx), "input_size": list(size), "crop": crop,
-                       "sdk_dir": str(sdk_dir(onnx, size, work / f"sdk-{key}"))}  # fmt: skip
+                       "sdk_dir": str(sdk)}  # fmt: skip
     return models
 
 

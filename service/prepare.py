@@ -199,5 +199,8 @@ def prepare_repository(settings: Settings, fallbacks: Fallbacks | None = None) -
     ensure_pipeline(repo, settings.serving_options)
     ensure_model(settings, settings.detector, report, fallbacks)
     pose = ensure_pose_model(settings, report, fallbacks)
+    family_detector = getattr(read_record(repo / pose).parsed_spec, "detector", None)
+    if family_detector:  # e.g. a hand model serves with the hand detector
+        ensure_model(settings, family_detector, report, fallbacks)
     write_defaults(repo, detector=settings.detector, pose_model=pose)
     return report

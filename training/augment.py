@@ -34,6 +34,7 @@ class Augment:
     blur_prob: float = 0.1
     median_blur_prob: float = 0.1
     dropout_prob: float = 1.0
+    flip_indices: tuple[int, ...] = COCO_FLIP_INDICES  # the keypoint set's mirror pairs
 
 
 STAGE1 = Augment()
@@ -115,7 +116,7 @@ def make_sample(
         image = cv2.flip(image, 1)
         center[0] = width - center[0]
         kpts[:, 0] = width - 1 - kpts[:, 0]
-        flip = np.asarray(COCO_FLIP_INDICES)
+        flip = np.asarray(aug.flip_indices)
         kpts, vis = kpts[flip], vis[flip]
     if aug.half_body_prob and rng.random() < aug.half_body_prob:
         half = _half_body(kpts, vis, rng)

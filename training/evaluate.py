@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,16 @@ def rescore(keypoints: np.ndarray, box_score: float) -> float:
     return float(box_score * (valid.mean() if len(valid) else 0.0))
 
 
-def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray) -> np.ndarray:
-    """OKS of one (K, 3) instance against (M, K, 3), ignoring keypoints scored <= 0.2."""
-    var = (np.asarray(COCO_SIGMAS) * 2) ** 2
+def oks_iou(
+    g: np.ndarray,
+    d: np.ndarray,
+    area_g: float,
+    area_d: np.ndarray,
+    sigmas: Sequence[float] = COCO_SIGMAS,
+) -> np.ndarray:
+    """OKS of one (K, 3) instance against (M, K, 3), ignoring keypoints scored <= 0.2; ``sigmas``:
+    the keypoint set's (``service.core.keypoints``)."""
+    var = (np.asarray(sigmas) * 2) ** 2
     e = ((d[..., 0] - g[:, 0]) ** 2 + (d[..., 1] - g[:, 1]) ** 2) / var
     e = e / ((area_g + area_d[:, None]) / 2 + np.spacing(1)) / 2
     vis = (g[:, 2] > KEYPOINT_SCORE_THR) & (d[..., 2] > KEYPOINT_SCORE_THR)
@@ -82,9 +89,11 @@ def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray) -> 
     return np.where(counts > 0, (np.exp(-e) * vis).sum(1) / np.maximum(counts, 1), 0.0)
 
 
-def oks_nms(preds: list[Prediction], scores: list[float]) -> list[int]:
+def oks_nms(
+    preds: list[Prediction], scores: list[float], sigmas: Sequence[float] = COCO_SIGMAS
+) -> list[int]:
     order = list(np.argsort(scores)[::-1])
-    kpts = np.stack([p.keypoints for p in preds]) if preds else np.zeros((0, 17, 3))
+    kpts = np.stack([p.keypoints for p in preds]) if preds else np.zeros((0, len(sigmas), 3))
     areas = np.array([p.area for p in preds])
     keep = []
     while order:
@@ -92,12 +101,14 @@ def oks_nms(preds: list[Prediction], scores: list[float]) -> list[int]:
         keep.append(int(i))
         if len(rest) == 0:
             break
-        ovr = oks_iou(kpts[i], kpts[rest], areas[i], areas[rest])
+        ovr = oks_iou(kpts[i], kpts[rest], areas[i], areas[rest], sigmas)
         order = list(rest[ovr <= OKS_NMS_THR])
     return keep
 
 
-def coco_results(preds: list[Prediction]) -> list[dict[str, Any]]:
+def coco_results(
+    preds: list[Prediction], sigmas: Sequence[float] = COCO_SIGMAS
+) -> list[dict[str, Any]]:
     by_image: dict[int, list[int]] = {}
     for i, p in enumerate(preds):
         by_image.setdefault(p.image_id, []).append(i)
@@ -105,7 +116,7 @@ def coco_results(preds: list[Prediction]) -> list[dict[str, Any]]:
     for image_id, idx in by_image.items():
         group = [preds[i] for i in idx]
         scores = [rescore(p.keypoints, p.box_score) for p in group]
-        for j in oks_nms(group, scores):
+        for j in oks_nms(group, scores, sigmas):
             results.append({
                 "image_id": image_id,
                 "category_id": 1,
@@ -115,7 +126,14 @@ def coco_results(preds: list[Prediction]) -> list[dict[str, Any]]:
     return results
 
 
-def coco_keypoint_ap(gt_file: Path, results: list[dict], image_ids: Iterable[int]) -> dict:
+def coco_keypoint_ap(
+    gt_file: Path,
+    results: list[dict],
+    image_ids: Iterable[int],
+    sigmas: Sequence[float] = COCO_SIGMAS,
+) -> dict:
+    """pycocotools' keypoint AP with the keypoint set's OKS sigmas (COCO's by default; a
+    COCO-WholeBody file flattened to 133 keypoints takes the whole-body set's)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -126,6 +144,7 @@ def coco_keypoint_ap(gt_file: Path, results: list[dict], image_ids: Iterable[int
             return dict.fromkeys(("ap", "ap50", "ap75", "ap_m", "ap_l", "ar"), 0.0)
         evaluator = COCOeval(gt, gt.loadRes(results), "keypoints")
         evaluator.params.imgIds = ids
+        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

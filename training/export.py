@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from service.core.contract import INPUT, POSE_OUTPUTS, check_onnx_signature
+from service.core.keypoints import COCO, KeypointSet, keypoint_set, keypoint_sets
 from service.core.specs import PoseSpec
 from training.models.rtmpose import (
     DEFAULT_INPUT_SIZE,
@@ -194,6 +195,20 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def _keypoint_set(name: str | None, k: int, parser: argparse.ArgumentParser) -> KeypointSet:
+    if name is not None:
+        kset = keypoint_set(name)
+        if len(kset) != k:
+            parser.error(f"--keypoint-set {name} has {len(kset)} keypoints, the model {k}")
+        return kset
+    if k == len(COCO):
+        return COCO
+    sized = [s for s in keypoint_sets().values() if len(s) == k]
+    if len(sized) != 1:
+        parser.error(f"no single keypoint set has {k} keypoints: name one (--keypoint-set)")
+    return sized[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.export", description="Export RTMPose to mmdeploy-style ONNX."
@@ -218,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         help="default 192 256 (or the checkpoint's)",
     )
     parser.add_argument("--num-keypoints", type=int, default=None, help="default 17")
+    parser.add_argument(
+        "--keypoint-set",
+        choices=sorted(keypoint_sets()),
+        help="the model's keypoint set (default: the one set with that many keypoints, or coco)",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument(
         "--static-batch", action="store_true", help="fix the batch axis at 1 (as some SDK zips)"
@@ -248,10 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--variant is required with --seed")
         variant = args.variant
         input_size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
-        k = args.num_keypoints or 17
+        k = args.num_keypoints or (
+            len(keypoint_set(args.keypoint_set)) if args.keypoint_set else 17
+        )
         model = seeded_rtmpose(variant, args.seed, input_size, k)
         meta["seed"] = str(args.seed)
+    kset = _keypoint_set(args.keypoint_set, k, parser)
     meta.update(
+        keypoint_set=kset.name,
         variant=f"rtmpose-{variant}",
         input_size=f"{input_size[0]}x{input_size[1]}",
         num_keypoints=str(k),
@@ -265,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write("\n")
     if report.max_abs_diff > MAX_ABS_DIFF:
         raise SystemExit(f"onnxruntime differs from PyTorch by {report.max_abs_diff:.2e}")
-    check_onnx_signature(args.output, PoseSpec(input_size=input_size))  # raises on mismatch
+    spec = PoseSpec(input_size=input_size, keypoint_names=kset.keypoints)
+    check_onnx_signature(args.output, spec)  # raises on mismatch
     print(f"{args.output}: serving signature OK", file=sys.stderr)
     return 0
 

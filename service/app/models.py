@@ -91,7 +91,9 @@ class ModelIndex:
         self, detector: str | None, pose_model: str | None, keypoints: bool = True
     ) -> tuple[ServedModel | None, ServedModel | None]:
         """(detector, pose) for a request: no detector for a one-stage pose model, which
-        finds the people itself (naming one anyway is a mistake worth a 422)."""
+        finds the people itself (naming one anyway is a mistake worth a 422); otherwise the
+        one named, else the pose model's family detector (hands: the hand detector), else the
+        default person detector."""
         pose = self.serving(pose_model, "pose") if keypoints else None
         if pose is not None and pose.one_stage:
             if detector:
@@ -100,7 +102,13 @@ class ModelIndex:
                     "no detector; leave detector unset"
                 )
             return None, pose
-        return self.serving(detector, "detector"), pose
+        family = getattr(pose.spec, "detector", None) if pose is not None else None
+        if not detector and family and family not in self.records.names():
+            raise UnknownModel(
+                f"{pose.name} finds its subjects with {family}, which is not installed: "  # type: ignore[union-attr]
+                f"rtmserve models pull {family} (or name a detector)"
+            )
+        return self.serving(detector or family, "detector"), pose
 
     def all(self) -> list[ModelRecord]:
         return [self.records.get(n) for n in self.records.names()]

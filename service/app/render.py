@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.core.keypoints import COCO, KeypointSet, set_of
 from service.core.render import RenderOptions, render
 
 from .schemas import Person
@@ -49,9 +50,16 @@ def person_arrays(persons: Sequence[Person]) -> tuple[np.ndarray, np.ndarray, li
     return boxes, kpts, None if any(i is None for i in ids) else ids
 
 
+def keypoint_set_of(persons: Sequence[Person]) -> KeypointSet:
+    """The set the answer's keypoint names are (COCO for boxes only or a custom model)."""
+    names = next((tuple(k.name for k in p.keypoints) for p in persons if p.keypoints), ())
+    return set_of(names) or COCO
+
+
 def draw(
     image: np.ndarray, persons: Sequence[Person], query: RenderQuery | None = None
 ) -> np.ndarray:
     """A new BGR image with ``persons`` (image or video answers) drawn over ``image``."""
     boxes, kpts, ids = person_arrays(persons)
-    return render(image, boxes, kpts, ids, (query or RenderQuery()).options())
+    options = (query or RenderQuery()).options()
+    return render(image, boxes, kpts, ids, options, keypoint_set_of(persons))

@@ -70,6 +70,9 @@ class ModelInfo(BaseModel):
     task: str
     serving_version: int
     spec: dict[str, Any]
+    keypoint_set: str | None = Field(
+        None, description="coco, halpe26, coco_wholebody, hand21, ap10k, face106 (null: none)"
+    )
     versions: list[VersionInfo]
 
 

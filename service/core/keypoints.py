@@ -1,68 +1,73 @@
-"""The COCO-17 keypoint convention (names, flip pairs, OKS sigmas, skeleton)."""
+"""Keypoint sets as data: names, mirror pairs, OKS sigmas, skeleton and colours of every set
+the model zoo uses (COCO-17, Halpe-26, COCO-WholeBody-133, hand-21, AP-10K-17, face-106), read
+from ``keypoint_sets.json`` (written by ``tools/keypoint_sets.py`` from the datasets' metainfo in
+mmpose). The catalogue, the pipeline, responses, tracking, the renderer, evaluation and training
+all read a set from here; nothing else spells out a keypoint count."""
 
-COCO_KEYPOINTS: tuple[str, ...] = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+from __future__ import annotations
 
-# Index of each keypoint's mirror image: used by flip augmentation and flip test.
-COCO_FLIP_INDICES: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
-# Per-keypoint OKS sigmas of the COCO keypoint benchmark (pycocotools' values).
-COCO_SIGMAS: tuple[float, ...] = (
-    0.026,
-    0.025,
-    0.025,
-    0.035,
-    0.035,
-    0.079,
-    0.079,
-    0.072,
-    0.072,
-    0.062,
-    0.062,
-    0.107,
-    0.107,
-    0.087,
-    0.087,
-    0.089,
-    0.089,
-)
+DATA = Path(__file__).with_name("keypoint_sets.json")
+RGB = tuple[int, int, int]
 
-# 0-based limb pairs (the official COCO skeleton is 1-based).
-COCO_SKELETON: tuple[tuple[int, int], ...] = (
-    (15, 13),
-    (13, 11),
-    (16, 14),
-    (14, 12),
-    (11, 12),
-    (5, 11),
-    (6, 12),
-    (5, 6),
-    (5, 7),
-    (6, 8),
-    (7, 9),
-    (8, 10),
-    (1, 2),
-    (0, 1),
-    (0, 2),
-    (1, 3),
-    (2, 4),
-    (3, 5),
-    (4, 6),
-)
+
+@dataclass(frozen=True)
+class KeypointSet:
+    name: str
+    dataset: str
+    keypoints: tuple[str, ...]
+    flip_indices: tuple[int, ...]  # each keypoint's mirror image (itself on the midline)
+    sigmas: tuple[float, ...]  # OKS; empty where the dataset defines none (face-106: LaPa)
+    skeleton: tuple[tuple[int, int], ...]  # 0-based links
+    link_colors: tuple[RGB, ...]  # MMPose's visualiser, RGB
+    keypoint_colors: tuple[RGB, ...]
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+
+@cache
+def keypoint_sets() -> dict[str, KeypointSet]:
+    raw = json.loads(DATA.read_text())
+    return {
+        name: KeypointSet(
+            name=name,
+            dataset=s["dataset"],
+            keypoints=tuple(s["keypoints"]),
+            flip_indices=tuple(s["flip_indices"]),
+            sigmas=tuple(s["sigmas"]),
+            skeleton=tuple(tuple(link) for link in s["skeleton"]),  # type: ignore[misc]
+            link_colors=tuple(tuple(c) for c in s["link_colors"]),  # type: ignore[misc]
+            keypoint_colors=tuple(tuple(c) for c in s["keypoint_colors"]),  # type: ignore[misc]
+        )
+        for name, s in raw.items()
+    }
+
+
+def keypoint_set(name: str) -> KeypointSet:
+    try:
+        return keypoint_sets()[name]
+    except KeyError:
+        known = ", ".join(keypoint_sets())
+        raise KeyError(f"unknown keypoint set {name!r} (known: {known})") from None
+
+
+def set_of(names: tuple[str, ...]) -> KeypointSet | None:
+    """The set with exactly these keypoint names, in this order (None: a custom model)."""
+    return next((s for s in keypoint_sets().values() if s.keypoints == tuple(names)), None)
+
+
+def set_name(names: tuple[str, ...] | list[str] | None) -> str | None:
+    found = set_of(tuple(names)) if names else None
+    return found.name if found else None
+
+
+COCO = keypoint_set("coco")
+COCO_KEYPOINTS: tuple[str, ...] = COCO.keypoints
+COCO_FLIP_INDICES: tuple[int, ...] = COCO.flip_indices
+COCO_SIGMAS: tuple[float, ...] = COCO.sigmas
+COCO_SKELETON: tuple[tuple[int, int], ...] = COCO.skeleton

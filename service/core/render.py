@@ -1,9 +1,10 @@
 """Skeleton overlays: the one drawing implementation (HTTP render, video, CLI, client, tests).
 
-Two styles. ``mmpose``: the COCO-17 keypoint and limb colours of MMPose's ``coco.py`` metainfo
-as its ``PoseLocalVisualizer`` draws them (left side green, right side orange, face and torso
-blue). ``openpose``: the 18-point OpenPose layout (a neck between the shoulders) with its 17 limb
-colours, as rtmlib and DWPose draw it, usually on a black background. Images are BGR uint8 (the
+Two styles. ``mmpose``: each keypoint set's keypoint and limb colours from MMPose's dataset
+metainfo, as its ``PoseLocalVisualizer`` draws them (COCO: left side green, right side orange,
+face and torso blue). ``openpose``: the 18-point OpenPose layout (a neck between the
+shoulders) with its 17 limb colours, as rtmlib and DWPose draw it, usually on a black
+background. Images are BGR uint8 (the
 palettes are written in RGB, as upstream, and flipped once here).
 """
 
@@ -15,18 +16,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .keypoints import COCO_SKELETON
+from .keypoints import COCO, KeypointSet
 
 Style = Literal["mmpose", "openpose"]
 RGB = tuple[int, int, int]
 
-_BLUE, _GREEN, _ORANGE = (51, 153, 255), (0, 255, 0), (255, 128, 0)
-# mmpose/datasets/configs/coco.py, in COCO_SKELETON's order (which is the metainfo's)
-MMPOSE_LINK_COLORS: tuple[RGB, ...] = (
-    _GREEN, _GREEN, _ORANGE, _ORANGE, _BLUE, _BLUE, _BLUE, _BLUE, _GREEN, _ORANGE,
-    _GREEN, _ORANGE, _BLUE, _BLUE, _BLUE, _BLUE, _BLUE, _BLUE, _BLUE,
-)  # fmt: skip
-MMPOSE_KEYPOINT_COLORS: tuple[RGB, ...] = (_BLUE,) * 5 + (_GREEN, _ORANGE) * 6
+# mmpose style: each keypoint set's own colours (MMPose's metainfo, ``service.core.keypoints``)
+MMPOSE_LINK_COLORS: tuple[RGB, ...] = COCO.link_colors
+MMPOSE_KEYPOINT_COLORS: tuple[RGB, ...] = COCO.keypoint_colors
 
 # OpenPose-18 (nose, neck, r/l arm, r/l leg, eyes, ears) from COCO-17; -1 is the neck.
 OPENPOSE_FROM_COCO = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
@@ -69,15 +66,19 @@ def openpose_points(kpts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _layout(style: Style, kpts: np.ndarray) -> tuple[np.ndarray, list, list, list]:
+def _layout(
+    style: Style, kpts: np.ndarray, kset: KeypointSet
+) -> tuple[np.ndarray, list, list, list]:
     """Points, links, link colours and point colours of one person in ``style``."""
     if style == "openpose":
+        if kset.keypoints[:17] != COCO.keypoints:
+            raise ValueError(f"the openpose style draws COCO bodies, not {kset.name}")
         pts = openpose_points(kpts)
         return pts, list(OPENPOSE_LINKS), list(OPENPOSE_COLORS[: len(OPENPOSE_LINKS)]), list(
             OPENPOSE_COLORS)  # fmt: skip
     if style != "mmpose":
         raise ValueError(f"unknown style {style!r}: mmpose or openpose")
-    return kpts, list(COCO_SKELETON), list(MMPOSE_LINK_COLORS), list(MMPOSE_KEYPOINT_COLORS)
+    return kpts, list(kset.skeleton), list(kset.link_colors), list(kset.keypoint_colors)
 
 
 def render(
@@ -86,11 +87,15 @@ def render(
     keypoints: np.ndarray,
     track_ids: list[int] | None = None,
     options: RenderOptions | None = None,
+    kset: KeypointSet = COCO,
 ) -> np.ndarray:
     """A new BGR image: ``image`` (or black) with every person drawn. ``boxes`` [N, 4+] xyxy,
-    ``keypoints`` [N, 17, 3] (x, y, score) in image pixels; [N, 0, 3] draws boxes only."""
+    ``keypoints`` [N, K, 3] (x, y, score) of ``kset`` in image pixels; [N, 0, 3] draws boxes
+    only. The openpose style draws the COCO body (the first 17 of Halpe and whole-body)."""
     o = options or RenderOptions()
     canvas = np.zeros_like(image) if o.black_background else image.copy()
+    if not len(boxes):  # nobody found: the image as it is
+        return canvas
     for n, kpts in enumerate(np.asarray(keypoints, np.float64).reshape(len(boxes), -1, 3)):
         if o.boxes:
             x1, y1, x2, y2 = (round(v) for v in np.asarray(boxes[n][:4], float).tolist())
@@ -103,7 +108,7 @@ def render(
                 )
         if not len(kpts):
             continue
-        pts, links, link_colors, point_colors = _layout(o.style, kpts)
+        pts, links, link_colors, point_colors = _layout(o.style, kpts, kset)
         visible = pts[:, 2] >= o.kpt_thr
         xy = np.round(pts[:, :2]).astype(np.int64)
         for (a, b), color in zip(links, link_colors, strict=True):

@@ -76,6 +76,9 @@ class PoseSpec(_Spec):
     # crops per call: POSE_MAX_BATCH with a batch axis, 1 for an export fixed at batch 1 (the
     # pipeline then sends crops one at a time and Triton serves it with max_batch_size 0)
     max_batch: int = POSE_MAX_BATCH
+    # the detector of the model's family (hands: the hand detector) when a request names none;
+    # None: the service's default person detector
+    detector: str | None = None
 
 
 @dataclass(frozen=True)

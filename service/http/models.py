@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from service.app.format import public_meta
 from service.app.schemas import ModelInfo, ModelsResponse, VersionInfo
+from service.core.keypoints import set_name
 
 from .deps import ClientDep, ServicesDep
 
@@ -30,6 +31,7 @@ async def models(services: ServicesDep, client: ClientDep) -> ModelsResponse:
                 task=r.task,
                 serving_version=r.serving_version,
                 spec=r.spec,
+                keypoint_set=set_name(r.spec.get("keypoint_names")),
                 versions=[
                     VersionInfo(
                         version=v,

@@ -10,8 +10,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from service.core.keypoints import COCO_KEYPOINTS, COCO_SKELETON
-from service.core.render import BOX_COLOR, MMPOSE_KEYPOINT_COLORS, MMPOSE_LINK_COLORS
+from service.core.keypoints import keypoint_sets
+from service.core.render import BOX_COLOR
 
 router = APIRouter()
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -22,12 +22,17 @@ async def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
-@router.get("/v1/render/style", summary="The skeleton the renderer draws (mmpose style)")
+@router.get("/v1/render/style", summary="What the renderer draws (mmpose style), per keypoint set")
 async def style() -> dict:
     return {
-        "keypoints": list(COCO_KEYPOINTS),
-        "links": [list(link) for link in COCO_SKELETON],
-        "link_colors": [list(c) for c in MMPOSE_LINK_COLORS],  # RGB
-        "keypoint_colors": [list(c) for c in MMPOSE_KEYPOINT_COLORS],
         "box_color": list(BOX_COLOR),
+        "sets": {
+            name: {
+                "keypoints": list(s.keypoints),
+                "links": [list(link) for link in s.skeleton],
+                "link_colors": [list(c) for c in s.link_colors],  # RGB
+                "keypoint_colors": [list(c) for c in s.keypoint_colors],
+            }
+            for name, s in keypoint_sets().items()
+        },
     }

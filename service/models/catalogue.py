@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from service.core.keypoints import keypoint_set, set_name
 from service.core.specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
 from service.core.variants import RTMPOSE_SIZES
 
@@ -67,6 +68,9 @@ class ModelEntry:
     params_m: float | None = None  # published parameter count (millions), for information
     variant: str | None = None  # RTMPose size ("t", "s", "m", "l") to rebuild a .pth
     notes: str = ""
+    # body, body-feet, wholebody, hand, animal, face (pose models); what the detector finds
+    family: str = "body"
+    released: bool = True  # False: announced upstream, weights not published (pull says so)
 
     def __post_init__(self) -> None:
         if self.spec.kind != self.task:
@@ -110,6 +114,9 @@ class ModelEntry:
             "ap_note": self.ap_note,
             "params_m": self.params_m,
             "variant": self.variant,
+            "family": self.family,
+            "keypoint_set": set_name(getattr(self.spec, "keypoint_names", None)),
+            "released": self.released,
         }
 
 
@@ -152,6 +159,193 @@ def _rtmpose_aic_coco(variant: str, file_variant: str, tag: str, ap: float) -> M
     url += f"rtmpose-{file_variant}_simcc-aic-coco_pt-aic-coco_420e-256x192-{tag}_20230126.pth"
     source = Source(url=url, format="pth", checksums=Checksums(sha256_prefix=tag))
     return _rtmpose(variant, "-aic-coco", source, "aic-coco", ap)
+
+
+HAND_DETECTOR = "rtmdet-nano-hand"
+# family -> (keypoint set, what it is)
+_FAMILY = {
+    "body": ("coco", "COCO-17 body"),
+    "body-feet": ("halpe26", "Halpe-26 (body + feet)"),
+    "wholebody": ("coco_wholebody", "COCO-WholeBody-133 (body, feet, face, hands)"),
+    "hand": ("hand21", "hand-21"),
+    "animal": ("ap10k", "AP-10K-17 (animals)"),
+    "face": ("face106", "face-106"),
+}
+_README = "RTMPose README"
+
+
+def _family(name: str, family: str, size: tuple[int, int], source: Source, dataset: str,
+            ap: float | None = None, ap_note: str = "", **kw: Any) -> ModelEntry:  # fmt: skip
+    kset, what = _FAMILY[family]
+    spec = PoseSpec(
+        input_size=size,
+        keypoint_names=keypoint_set(kset).keypoints,
+        detector=HAND_DETECTOR if family == "hand" else None,
+    )
+    return ModelEntry(
+        name=name,
+        task="pose",
+        spec=spec,
+        source=source,
+        dataset=dataset,
+        summary=f"{name}: top-down {what}, {size[1]}x{size[0]}, trained on {dataset}",
+        ap=ap,
+        ap_note=ap_note,
+        family=family,
+        **kw,
+    )
+
+
+def _zip(stem: str, folder: str = "rtmposev1/onnx_sdk") -> Source:
+    return Source(url=f"{_OMM}/{folder}/{stem}.zip", format="zip", member="end2end.onnx")
+
+
+def _pth(stem: str) -> Source:
+    tag = stem.split("-")[-1].split("_")[0]  # OpenMMLab names: ...-<sha256 prefix>_<date>
+    return Source(url=f"{_OMM}/rtmposev1/{stem}.pth", format="pth",
+                  checksums=Checksums(sha256_prefix=tag))  # fmt: skip
+
+
+_BODY7_384 = "rtmpose-{}_simcc-body7_pt-body7_420e-384x288-{}_20230504"
+_HALPE = "rtmpose-{}_simcc-body7_pt-body7-halpe26_700e-{}_{}"
+_WHOLE = "rtmpose-{}_simcc-coco-wholebody_pt-aic-coco_270e-{}"
+_RTMW = "rtmw-dw-{}_simcc-cocktail14_270e-{}_20231122"
+_FACE = (
+    "https://github.com/open-mmlab/mmpose/blob/main/projects/rtmpose/rtmpose/"
+    "face_2d_keypoint/rtmpose-m_8xb64-120e_lapa-256x256.py"
+)
+
+
+def _families() -> list[ModelEntry]:
+    """The seed's model zoo beyond COCO-17 at 256x192: the URLs OpenMMLab publishes (the SDK
+    zips are the ones rtmlib downloads); AP as the RTMPose README gives it, where it does."""
+    body_ap, whole_ap = f"COCO val2017 ({_README}, body7)", "COCO-WholeBody val, whole-body AP"
+    hand_detector = ModelEntry(
+        name=HAND_DETECTOR,
+        task="detector",
+        spec=DetectorSpec(),
+        source=_zip("rtmdet_nano_8xb32-300e_hand-267f9c8f"),
+        dataset="hand5",
+        summary="RTMDet-nano hand detector (MMDeploy end2end, NMS in graph, batch 1)",
+        ap=76.0,
+        ap_note=f"OneHand10K bbox AP ({_README})",
+        family="hand",
+    )
+    return [
+        hand_detector,
+        _family(
+            "rtmpose-m-384",
+            "body",
+            (288, 384),
+            _pth(_BODY7_384.format("m", "65e718c4")),
+            "body7",
+            76.6,
+            body_ap,
+            variant="m",
+        ),
+        _family(
+            "rtmpose-l-384",
+            "body",
+            (288, 384),
+            _pth(_BODY7_384.format("l", "3f5a1437")),
+            "body7",
+            78.3,
+            body_ap,
+            variant="l",
+        ),
+        _family(
+            "rtmpose-x-384",
+            "body",
+            (288, 384),
+            _zip("rtmpose-x_simcc-body7_pt-body7_700e-384x288-71d7b7e9_20230629"),
+            "body7",
+        ),
+        _family(
+            "rtmpose-s-halpe26",
+            "body-feet",
+            (192, 256),
+            _zip(_HALPE.format("s", "256x192-7f134165", "20230605")),
+            "body7",
+        ),
+        _family(
+            "rtmpose-m-halpe26",
+            "body-feet",
+            (192, 256),
+            _zip(_HALPE.format("m", "256x192-4d3e73dd", "20230605")),
+            "body7",
+        ),
+        _family(
+            "rtmpose-x-halpe26",
+            "body-feet",
+            (288, 384),
+            _zip(_HALPE.format("x", "384x288-7fb6e239", "20230606")),
+            "body7",
+        ),
+        _family(
+            "rtmpose-m-wholebody",
+            "wholebody",
+            (192, 256),
+            _pth(_WHOLE.format("m", "256x192-cd5e845c_20230123")),
+            "coco-wholebody",
+            60.4,
+            whole_ap,
+            variant="m",
+        ),
+        _family(
+            "rtmpose-l-wholebody",
+            "wholebody",
+            (288, 384),
+            _pth(_WHOLE.format("l", "384x288-eaeb96c8_20230125")),
+            "coco-wholebody",
+            67.0,
+            whole_ap,
+            variant="l",
+        ),
+        _family(
+            "rtmw-l-m",
+            "wholebody",
+            (192, 256),
+            _zip(_RTMW.format("l-m", "256x192"), "rtmw/onnx_sdk"),
+            "cocktail14",
+        ),
+        _family(
+            "rtmw-x-l",
+            "wholebody",
+            (288, 384),
+            _zip(_RTMW.format("x-l", "384x288"), "rtmw/onnx_sdk"),
+            "cocktail14",
+        ),
+        _family(
+            "rtmpose-m-hand",
+            "hand",
+            (256, 256),
+            _zip("rtmpose-m_simcc-hand5_pt-aic-coco_210e-256x256-74fb594_20230320"),
+            "hand5",
+            None,
+            f"PCK@0.2 81.5 ({_README})",
+        ),
+        _family(
+            "rtmpose-m-ap10k",
+            "animal",
+            (256, 256),
+            _pth("rtmpose-m_simcc-ap10k_pt-aic-coco_210e-256x256-7a041aa1_20230206"),
+            "ap10k",
+            72.2,
+            f"AP-10K val ({_README})",
+            variant="m",
+            notes="animals need an animal detector: name one per request (detector=...)",
+        ),
+        _family(
+            "rtmpose-m-face106",
+            "face",
+            (256, 256),
+            Source(url=_FACE, format="onnx"),
+            "lapa",
+            released=False,
+            notes="RTMPose face-106 is announced in the RTMPose README ('Coming soon') but "
+            "OpenMMLab has not released its weights",
+        ),
+    ]
 
 
 def _rtmo(variant: str, recipe: str, tag: str, ap: float) -> ModelEntry:
@@ -225,6 +419,7 @@ def _build() -> dict[str, ModelEntry]:
         _rtmo("s", "8xb32-600e", "dac2bf74", 68.6),
         _rtmo("m", "16xb16-600e", "39e78cc4", 72.6),
         _rtmo("l", "16xb16-600e", "b37118ce", 74.8),
+        *_families(),
     ]
     return {e.name: e for e in entries}
 

@@ -62,6 +62,8 @@ def pull(
         if hit := cached_model(name, cache):
             return hit
         entry = get_entry(name)  # raises UnknownModel with suggestions
+    if not entry.released:
+        raise ModelUnavailable(f"{entry.name}: {entry.notes}")
     if hit := verify_cached(entry, cache / entry.name):
         return hit
     if entry.source.url.startswith("file:"):  # bundled with rtmserve: local, even offline

@@ -82,6 +82,15 @@ def test_boxes_and_track_ids_are_drawn_inside_the_image_only_when_asked():
     assert (drawn.astype(int) - without_ids).any()  # the "#7" labels
 
 
+def test_an_image_with_nobody_comes_back_unchanged():
+    image, _, _ = ground_truth()
+    none = np.zeros((0, 4)), np.zeros((0, 17, 3))
+    assert np.array_equal(render(image, *none), image)
+    tiny = np.full((1, 1, 3), 7, np.uint8)  # the smallest image an API accepts
+    assert np.array_equal(render(tiny, *none, options=RenderOptions(black_background=True)),
+                          np.zeros_like(tiny))  # fmt: skip
+
+
 @pytest.mark.parametrize("style", ["mmpose", "openpose"])
 def test_golden_image(style):
     """Against the reviewed drawing in tests/data/golden (``python -m tests.support.golden``);

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.core.keypoints import COCO_KEYPOINTS, COCO_SIGMAS
+from service.core.keypoints import set_of
 from service.core.pipeline import STAGES
 from service.metrics.record import metered_stream
 
@@ -125,8 +125,9 @@ class StreamSession:
         self.max_persons = options.max_persons or settings.max_persons
         self.max_frames, self.max_seconds = settings.max_video_frames, settings.max_video_seconds
         self.fps = options.fps or fps or DEFAULT_FPS
-        coco = models.pose.keypoint_names == COCO_KEYPOINTS
-        self.tracker = Tracker(tracking_params(options), np.array(COCO_SIGMAS) if coco else None)
+        kset = set_of(models.pose.keypoint_names)  # OKS needs the set's sigmas; else boxes only
+        sigmas = np.array(kset.sigmas) if kset and kset.sigmas else None
+        self.tracker = Tracker(tracking_params(options), sigmas)
         self.one_euro = one_euro_params(options)
         self.smoothers: dict[int, OneEuroFilter] = {}
         self.models_used, self.warnings = models_used(models.detector, models.pose)
