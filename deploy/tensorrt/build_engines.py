@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             args.models and name not in args.models
         ):
             continue
+        input_name = "images" if spec.get("head") == "yolox" else "input"  # Megvii's raw YOLOX
         profile = profile_for(
-            task, tuple(spec["input_size"]), max_batch=spec.get("max_batch", POSE_BATCH[2])
+            task, tuple(spec["input_size"]), input_name, spec.get("max_batch", POSE_BATCH[2])
         )
         # the tensor names and types any config of the model declares (the CPU one is always
         # there; configs/tensorrt.pbtxt names the plan only once every version has one)

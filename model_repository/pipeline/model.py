@@ -30,20 +30,13 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from service.core.association import associate
-from service.core.contract import (
-    DETECTOR_OUTPUTS,
-    INPUT,
-    ONE_STAGE_OUTPUTS,
-    POSE_OUTPUTS,
-    session,
-)
+from service.core.contract import io_names, session
 from service.core.fingerprint import check as check_core
 from service.core.image import CorruptImage, decode
 from service.core.pipeline import run_onestage, run_topdown
 from service.core.specs import spec_from_dict
 
 LOCAL_SESSIONS = 6  # ONNX sessions kept per instance (serving + previous versions of a few)
-OUTPUTS = {"detector": DETECTOR_OUTPUTS, "pose": POSE_OUTPUTS, "one-stage": ONE_STAGE_OUTPUTS}
 
 
 class PipelineError(Exception):
@@ -160,16 +153,16 @@ class TritonPythonModel:
         if spec_text is None or spec_text.size == 0:
             raise PipelineError(f"{name}_SPEC is required with {name}")
         spec = _spec(bytes(spec_text.reshape(-1)[0]), kinds)
-        kind, outputs = spec.kind, OUTPUTS[spec.kind]
+        kind, (input_name, outputs) = spec.kind, io_names(spec)
         if self.local:
-            run = self._local(label, version, kind, outputs)
+            run = self._local(label, version, kind, outputs, input_name)
         else:
-            run = lambda x: _infer(label, version, x, outputs)  # noqa: E731
+            run = lambda x: _infer(label, version, x, outputs, input_name)  # noqa: E731
         if kind == "pose":
             return spec, lambda x: _batched(run, x, spec.max_batch, len(outputs))
         return spec, run
 
-    def _local(self, name, version, kind, outputs):
+    def _local(self, name, version, kind, outputs, input_name):
         """An onnxruntime session on the version's ONNX file, kept for the next requests."""
         if version < 1:
             raise PipelineError(f"{name}: a version number is required")
@@ -186,7 +179,7 @@ class TritonPythonModel:
         names = [o.name for o in sess.get_outputs()]
         if not set(outputs) <= set(names):  # read by position (service.core.contract)
             outputs = names[: len(outputs)]
-        return lambda x: tuple(sess.run(list(outputs), {INPUT: np.ascontiguousarray(x)}))
+        return lambda x: tuple(sess.run(list(outputs), {input_name: np.ascontiguousarray(x)}))
 
 
 def _batched(run, crops, max_batch, n_outputs):
@@ -194,12 +187,12 @@ def _batched(run, crops, max_batch, n_outputs):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(n_outputs))
 
 
-def _infer(name, version, tensor, outputs):
+def _infer(name, version, tensor, outputs, input_name):
     request = pb_utils.InferenceRequest(
         model_name=name,
         model_version=version,
         requested_output_names=list(outputs),
-        inputs=[pb_utils.Tensor(INPUT, np.ascontiguousarray(tensor, np.float32))],
+        inputs=[pb_utils.Tensor(input_name, np.ascontiguousarray(tensor, np.float32))],
         # outputs as numpy: on a GPU the native backends would leave them in GPU memory,
         # where .as_numpy() fails ("Tensor is stored in GPU", triton-inference-server#3944)
         preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),

@@ -23,8 +23,16 @@ __all__ = ["POSE_MAX_BATCH"]  # re-exported: the batch the contract's pose model
 INPUT = "input"
 POSE_OUTPUTS = ("simcc_x", "simcc_y")
 DETECTOR_OUTPUTS = ("dets", "labels")
+YOLOX_INPUT, YOLOX_OUTPUTS = "images", ("output",)  # Megvii's export (service.core.yolox)
 ONE_STAGE_OUTPUTS = ("dets", "keypoints")
 PIPELINE_MODEL = "pose_pipeline"
+
+
+def io_names(spec: ModelSpec) -> tuple[str, tuple[str, ...]]:
+    """The input and output tensor names a model of ``spec`` has."""
+    if isinstance(spec, DetectorSpec):
+        return (YOLOX_INPUT, YOLOX_OUTPUTS) if spec.head == "yolox" else (INPUT, DETECTOR_OUTPUTS)
+    return INPUT, POSE_OUTPUTS if isinstance(spec, PoseSpec) else ONE_STAGE_OUTPUTS
 
 
 def session(path: str | Path, threads: int = 0, *, quiet: bool = False):
@@ -158,6 +166,12 @@ def check_onnx_signature(
             sy: (None, k, round(h * spec.simcc_split_ratio)),
         }
         dtypes = {sx: _FLOAT_TYPES, sy: _FLOAT_TYPES}
+    elif isinstance(spec, DetectorSpec) and spec.head == "yolox":
+        from .yolox import anchors
+
+        (out,) = YOLOX_OUTPUTS  # (batch, anchors, 5 + classes)
+        expected = {out: (None, len(anchors(spec.input_size)[0]), None)}
+        dtypes = {out: _FLOAT_TYPES}
     elif isinstance(spec, DetectorSpec):
         dets, labels = DETECTOR_OUTPUTS
         expected = {dets: (None, None, 5), labels: (None, None)}

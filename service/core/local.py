@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import DETECTOR_OUTPUTS, INPUT, ONE_STAGE_OUTPUTS, POSE_OUTPUTS, session
+from .contract import INPUT, ONE_STAGE_OUTPUTS, POSE_OUTPUTS, io_names, session
 from .pipeline import TopDownResult, run_onestage, run_topdown
 from .specs import DetectorSpec, OneStageSpec, PoseSpec
 
@@ -28,9 +28,9 @@ class LocalPipeline:
         self.det = session(detector[0], threads) if detector else None
         self.pose = session(pose[0], threads)
 
-    def _detect(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dets, labels = self.det.run(list(DETECTOR_OUTPUTS), {INPUT: x})
-        return dets, labels
+    def _detect(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        name, outputs = io_names(self.det_spec)  # type: ignore[arg-type]
+        return tuple(self.det.run(list(outputs), {name: x}))
 
     def _estimate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         simcc_x, simcc_y = self.pose.run(list(POSE_OUTPUTS), {INPUT: x})

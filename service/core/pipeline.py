@@ -19,8 +19,9 @@ from .onestage import onestage_input, onestage_output
 from .simcc import decode
 from .specs import DetectorSpec, OneStageSpec, PoseSpec
 from .topdown import pose_input
+from .yolox import yolox_input, yolox_output
 
-Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> dets, labels
+Detect = Callable[[np.ndarray], tuple[np.ndarray, ...]]  # input -> dets, labels (yolox: raw)
 Estimate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # crops -> simcc_x, simcc_y
 OneStage = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> dets, keypoints
 # a one-stage model's network time counts as "pose"; its "detector" stage stays 0
@@ -49,11 +50,18 @@ def run_topdown(
         if detector is None:
             raise ValueError("either a detector or boxes are needed")
         det_spec, detect = detector
-        tensor, letterbox = detector_input(image, det_spec)
-        t1 = time.perf_counter()
-        dets, labels = detect(tensor)
-        t2 = time.perf_counter()
-        boxes = detector_output(dets[0], labels[0], letterbox, det_spec)
+        if det_spec.head == "yolox":
+            tensor, ratio = yolox_input(image, det_spec)
+            t1 = time.perf_counter()
+            (raw,) = detect(tensor)
+            t2 = time.perf_counter()
+            boxes = yolox_output(raw[0], ratio, det_spec)[0]
+        else:
+            tensor, letterbox = detector_input(image, det_spec)
+            t1 = time.perf_counter()
+            dets, labels = detect(tensor)
+            t2 = time.perf_counter()
+            boxes = detector_output(dets[0], labels[0], letterbox, det_spec)
         boxes = boxes[boxes[:, 4] > score_threshold]
         stage[0] += (t1 - t0) * 1e3
         stage[1] += (t2 - t1) * 1e3

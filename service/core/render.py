@@ -71,7 +71,7 @@ def _layout(
 ) -> tuple[np.ndarray, list, list, list]:
     """Points, links, link colours and point colours of one person in ``style``."""
     if style == "openpose":
-        if kset.keypoints[:17] != COCO.keypoints:
+        if kset.keypoints[: len(COCO)] != COCO.keypoints:
             raise ValueError(f"the openpose style draws COCO bodies, not {kset.name}")
         pts = openpose_points(kpts)
         return pts, list(OPENPOSE_LINKS), list(OPENPOSE_COLORS[: len(OPENPOSE_LINKS)]), list(

@@ -57,6 +57,11 @@ class DetectorSpec(_Spec):
     score_thr: float = 0.05  # the SDK's post-processing floor; callers add their own threshold
     person_label: int = 0
     batchable: bool = False  # official end2end exports with in-graph NMS only run at batch 1
+    # "end2end": MMDeploy export (NMS in the graph: dets, labels); "yolox": Megvii's raw head
+    # (images -> output [1, A, 5 + C]), decoded with class-aware NMS in service.core.yolox
+    head: Literal["end2end", "yolox"] = "end2end"
+    labels: tuple[int, ...] = ()  # the classes kept (COCO ids); empty: person_label only
+    nms_thr: float = 0.45  # yolox head only (end2end exports do NMS in the graph)
 
 
 @dataclass(frozen=True)

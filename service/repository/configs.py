@@ -149,7 +149,8 @@ def render_model(
     out = {}
     for rel in CONFIG_FILES:
         template = rel if plans or rel != CONFIG_FILES[2] else CONFIG_FILES[1]
-        config = _load(templates_dir() / kind / template)
+        folder = "detector-yolox" if kind == "detector" and spec.head == "yolox" else kind  # type: ignore[union-attr]
+        config = _load(templates_dir() / folder / template)
         _set_common(config, name, versions, instances)
         if "intra_op_threads" in config.parameters:
             threads = options.detector_threads if kind == "detector" else options.intra_op_threads
@@ -164,7 +165,7 @@ def render_model(
             _tensorrt_profile(config, cache_dir)
             _warmup(config)
         note = "" if template == rel else " (no TensorRT plan for every version: the ONNX)"
-        out[rel] = _dump(config, f"{kind}/{template}{note}")
+        out[rel] = _dump(config, f"{folder}/{template}{note}")
     return out
 
 

@@ -6,7 +6,8 @@ boxes; and a 133-keypoint video stream, tracked and smoothed.
 
 Official family weights cannot be had here; the hand detector is a stand-in (the real person
 RTMDet-nano file under ``rtmdet-nano-hand``, the same I/O): what is tested is that a hand
-request runs the hand detector, not that it finds hands.
+request runs the hand detector, not that it finds hands. The animal detector is real: Megvii's
+YOLOX-nano COCO-80 from ../shared/models.
 """
 
 from __future__ import annotations
@@ -15,17 +16,30 @@ import itertools
 import subprocess
 import sys
 
+import cv2
+import grpc
 import httpx
 import numpy as np
 import pytest
 
 from rtmserve.client.grpc import frame_result, stream
+from service.app.schemas import FrameResult, PoseResponse
+from service.core.contract import session
 from service.core.keypoints import keypoint_set
 from service.grpc.gen import pose_pb2 as pb
-from service.models.catalogue import CATALOGUE, HAND_DETECTOR
+from service.grpc.gen import pose_pb2_grpc as pb_grpc
+from service.grpc.messages import to_model
+from service.models.catalogue import ANIMAL_DETECTOR, CATALOGUE, COCO_ANIMALS, HAND_DETECTOR
 from tests.support.cli import models_cli
-from tests.support.paths import POSE_SDK_METADATA, REPO, RTMDET_DIR, RTMDET_ONNX
-from tests.support.streaming import clip_frames
+from tests.support.paths import (
+    POSE_SDK_METADATA,
+    REPO,
+    RTMDET_DIR,
+    RTMDET_ONNX,
+    YOLOX_COCO80_ONNX,
+)
+from tests.support.streaming import clip_frames, clip_images, write_video
+from tests.support.yolox_reference import megvii_detect
 from training.sdk_metadata import sdk_pose_dir
 
 pytest.importorskip("mmdeploy_runtime")
@@ -44,6 +58,9 @@ PHOTOS = slice(44, 52)
 def families(service, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("families")
     run = models_cli(service, "register", HAND_DETECTOR, str(RTMDET_ONNX), "--like", HAND_DETECTOR)
+    assert run.returncode == 0, run.stderr
+    run = models_cli(service, "register", ANIMAL_DETECTOR, str(YOLOX_COCO80_ONNX), "--like",
+                     ANIMAL_DETECTOR)  # fmt: skip
     assert run.returncode == 0, run.stderr
     out = {}
     for name, kset in FAMILIES.items():
@@ -89,6 +106,25 @@ def test_a_hand_request_runs_the_hand_detector(service, families, coco_images):
     assert body["models"]["detector"]["name"] == "rtmdet-nano"
 
 
+def test_an_animal_request_runs_yolox_and_keeps_megvii_animals(service, families, coco_images):
+    """AP-10K's family detector: YOLOX-nano COCO-80 decoded in the pipeline, kept to the animal
+    classes; its boxes are Megvii's demo's (tests/support/yolox_reference.py) above 0.3."""
+    sess = session(YOLOX_COCO80_ONNX, quiet=True)
+
+    def animals(path):
+        ref = megvii_detect(sess, cv2.imread(str(path)))
+        return ref[np.isin(ref[:, 5].astype(int), COCO_ANIMALS) & (ref[:, 4] > 0.3)]
+
+    photo, ref = next((p, a) for p in coco_images if len(a := animals(p)))
+    body = _post(service, photo, pose_model="rtmpose-m-ap10k")
+    assert body["models"]["detector"]["name"] == ANIMAL_DETECTOR
+    boxes = np.array([[*p["bbox"], p["score"]] for p in body["persons"]])
+    order = np.argsort(-ref[:, 4], kind="stable")
+    assert boxes.shape == (len(ref), 5)
+    np.testing.assert_allclose(boxes, ref[order, :5], atol=0.01)
+    assert len(body["persons"][0]["keypoints"]) == 17
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_keypoints_equal_the_sdk_on_the_same_boxes(service, families, coco_images, name,
                                                    tmp_path):  # fmt: skip
@@ -118,6 +154,30 @@ def test_keypoints_equal_the_sdk_on_the_same_boxes(service, families, coco_image
     agree = (dist <= 0.5) & (np.abs(ours[..., 2] - theirs[..., 2]) <= 1e-3)
     print(f"\n{name}: {agree.mean():.4%} of {agree.size} keypoints agree with the SDK")
     assert agree.mean() >= 0.99
+
+
+def test_every_api_serves_the_families(service, families, coco_images):
+    """gRPC unary answers what HTTP answers; /v1/pose/render draws a whole-body answer; HTTP
+    video tracks Halpe-26 people: one schema for every family."""
+    photo = coco_images[50]
+    http = _post(service, photo, pose_model="rtmpose-m-hand")
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        request = pb.EstimateRequest(image=pb.Image(encoded=photo.read_bytes()),
+                                     pose_model="rtmpose-m-hand")  # fmt: skip
+        reply = pb_grpc.PoseServiceStub(channel).Estimate(request, timeout=120)
+    unary = to_model(reply, PoseResponse).model_dump(mode="json")
+    assert unary["persons"] == http["persons"] and unary["models"]["detector"]["name"] == (
+        HAND_DETECTOR)  # fmt: skip
+    r = httpx.post(f"{service.http}/v1/pose/render", content=photo.read_bytes(), timeout=120,
+                   params={"pose_model": "rtmw-l-m"}, headers={"accept": "image/png"})  # fmt: skip
+    assert r.status_code == 200 and int(r.headers["x-pose-persons"]) > 0
+    assert r.content[:4] == b"\x89PNG"
+    clip = write_video(clip_images(6), "mp4", "libx264")
+    lines = httpx.post(f"{service.http}/v1/pose/video", content=clip, timeout=300,
+                       params={"pose_model": "rtmpose-s-halpe26"}).text.splitlines()  # fmt: skip
+    results = [FrameResult.model_validate_json(x) for x in lines]
+    assert len(results) == 6 and any(r.persons for r in results)
+    assert all(len(p.keypoints) == 26 for r in results for p in r.persons)
 
 
 def test_a_133_keypoint_stream_is_tracked_and_smoothed(service, families):

@@ -149,3 +149,15 @@ def test_only_the_cpu_pipeline_runs_the_onnx_files_itself():
     bls = Settings(cpu_local_models=False).serving_options
     config = parse(render_pipeline(bls)["config.pbtxt"])
     assert config.parameters["local_models"].string_value == "false"
+
+
+def test_a_yolox_detector_gets_megvii_tensor_names_on_every_config():
+    spec = DetectorSpec(input_size=(416, 416), head="yolox", labels=(15, 16))
+    files = render_model("animals", spec, [1], OPTIONS)
+    for rel, text in files.items():
+        config = parse(text)
+        assert [i.name for i in config.input] == ["images"], rel
+        assert list(config.input[0].dims) == [1, 3, 416, 416]
+        assert [o.name for o in config.output] == ["output"], rel
+    gpu = parse(files["configs/gpu.pbtxt"])
+    assert [list(w.inputs["images"].dims) for w in gpu.model_warmup] == [[1, 3, 416, 416]]

@@ -87,6 +87,7 @@ def test_catalogue_names() -> None:
         "rtmo-l",
         # the other families (tests/unit/test_keypoint_sets.py)
         "rtmdet-nano-hand",
+        "yolox-nano-coco80",
         "rtmpose-m-384",
         "rtmpose-l-384",
         "rtmpose-x-384",
@@ -108,7 +109,10 @@ def test_entries_point_at_openmmlab_and_are_consistent() -> None:
         if not e.released:  # announced, no file: the entry points at its config
             assert e.source.url.startswith("https://github.com/open-mmlab/mmpose/")
             continue
-        assert e.source.url.startswith("https://download.openmmlab.com/mmpose/v1/projects/")
+        megvii = e.spec.kind == "detector" and e.spec.head == "yolox"  # Megvii's own release
+        home = "https://github.com/Megvii-BaseDetection/YOLOX/releases/" if megvii else (
+            "https://download.openmmlab.com/mmpose/v1/projects/")  # fmt: skip
+        assert e.source.url.startswith(home), e.name
         assert e.spec.kind == e.task
         if e.task == "pose" and e.family == "body" and e.input_hw == "256x192":
             assert e.spec == PoseSpec()
