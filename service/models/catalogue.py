@@ -212,6 +212,7 @@ def _pth(stem: str) -> Source:
 
 
 _BODY7_384 = "rtmpose-{}_simcc-body7_pt-body7_420e-384x288-{}_20230504"
+_AIC_COCO_384 = "rtmpose-{}_simcc-aic-coco_pt-aic-coco_420e-384x288-{}_20230228"
 _HALPE = "rtmpose-{}_simcc-body7_pt-body7-halpe26_700e-{}_{}"
 _WHOLE = "rtmpose-{}_simcc-coco-wholebody_pt-aic-coco_270e-{}"
 _RTMW = "rtmw-dw-{}_simcc-cocktail14_270e-{}_20231122"
@@ -278,6 +279,26 @@ def _families() -> list[ModelEntry]:
             "body7",
             78.3,
             body_ap,
+            variant="l",
+        ),
+        _family(
+            "rtmpose-m-384-aic-coco",
+            "body",
+            (288, 384),
+            _pth(_AIC_COCO_384.format("m", "a62a0b32")),
+            "aic-coco",
+            77.0,
+            f"COCO val2017 ({_README}, AIC+COCO)",
+            variant="m",
+        ),
+        _family(
+            "rtmpose-l-384-aic-coco",
+            "body",
+            (288, 384),
+            _pth(_AIC_COCO_384.format("l", "97d6cb0f")),
+            "aic-coco",
+            77.3,
+            f"COCO val2017 ({_README}, AIC+COCO)",
             variant="l",
         ),
         _family(

@@ -90,6 +90,8 @@ def test_catalogue_names() -> None:
         "yolox-nano-coco80",
         "rtmpose-m-384",
         "rtmpose-l-384",
+        "rtmpose-m-384-aic-coco",
+        "rtmpose-l-384-aic-coco",
         "rtmpose-x-384",
         "rtmpose-s-halpe26",
         "rtmpose-m-halpe26",
