@@ -80,6 +80,18 @@ class ServiceProcess:
     def repository(self) -> Path:
         return self.home / "repository"
 
+    @property
+    def ports(self) -> dict[str, int]:
+        """What ``start_service(ports=...)`` takes to start it again where it was."""
+        port = lambda url: int(url.rsplit(":", 1)[1])  # noqa: E731
+        return {
+            "http": port(self.http),
+            "grpc": self.grpc_port,
+            "t_http": port(self.triton_http),
+            "t_grpc": self.triton_grpc_port,
+            "t_metrics": port(self.triton_metrics),
+        }
+
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
@@ -101,9 +113,11 @@ def start_service(
     args: tuple[str, ...] = (),
     timeout: float = 600,
     ready_path: str = "/readyz",
+    ports: dict[str, int] | None = None,
 ) -> ServiceProcess:
-    """``ready_path`` is polled until it answers 200 (``/healthz`` when Triton is not up yet)."""
-    ports = {k: free_port() for k in ("http", "grpc", "t_http", "t_grpc", "t_metrics")}
+    """``ready_path`` is polled until it answers 200 (``/healthz`` when Triton is not up yet);
+    ``ports`` (http, grpc, t_http, t_grpc, t_metrics) restart a service where it was."""
+    ports = ports or {k: free_port() for k in ("http", "grpc", "t_http", "t_grpc", "t_metrics")}
     env = {
         **os.environ,
         "RTMSERVE_HOME": str(home),

@@ -123,13 +123,15 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
     url = triton.url if triton else settings.triton_url
     assert url is not None  # no embedded Triton: an external one was named
     client = PipelineClient(url, settings.inference_timeout_s)
+    services = Services.create(settings, client)
     keeper = ModelKeeper(
         settings.triton_http_url,
         stubs=triton,
         on_reload=lambda name: MODEL_RELOADS.labels(name).inc(),
+        serving=services.index.serving_versions,
     )
-    services = Services.create(settings, client)
     services.keeper = keeper
+    services.index.loaded = lambda: keeper.loaded
     _warn_if_open(settings, services)
     keeping = asyncio.create_task(keeper.run(), name="model-keeper")
     grace = settings.shutdown_grace_s

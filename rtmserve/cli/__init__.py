@@ -93,7 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_commands(models)
     add_stream_command(sub)
     add_render_command(sub)
+
+    fleet = sub.add_parser(
+        "fleet", help="N replicas sharing one repository behind Envoy, on this machine"
+    )
+    fleet.add_argument("--replicas", type=int, default=2)
+    fleet.add_argument("--port", type=int, default=8080, help="the balancer's HTTP port")
+    fleet.add_argument("--grpc-port", type=int, default=50051, help="the balancer's gRPC port")
+    fleet.add_argument("--work", type=Path, help="the replicas' homes (default: a temp folder)")
+    fleet.set_defaults(func=_fleet)
     return parser
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from rtmserve.fleet import run_fleet
+
+    return run_fleet(args.replicas, args.port, args.grpc_port, args.work)
 
 
 def main(argv: list[str] | None = None) -> int:

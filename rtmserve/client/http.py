@@ -16,6 +16,7 @@ over gRPC; retries with backoff on 429/503 honouring ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -33,7 +34,7 @@ from service.app.schemas import FrameResult, ModelsResponse
 
 from .images import ImageLike, to_bytes
 from .results import PoseResult, RtmserveError
-from .retry import RETRY_GRPC, RETRY_STATUS, Attempts, RetryPolicy, retry_after_seconds
+from .retry import RESUME_GRPC, RETRY_GRPC, RETRY_STATUS, Attempts, RetryPolicy, retry_after_seconds
 
 DEFAULT_URL = "http://localhost:8080"
 
@@ -118,7 +119,12 @@ class _Base:
         """One ``FrameResult`` per frame, in order, over the gRPC stream. ``source``: a video
         file, a folder of images, or an iterable of images (paths, bytes, arrays, PIL);
         ``config``: the StreamConfig fields (det_interval, pose_model, smoothing, fps, ...).
-        A stream refused at its start (UNAVAILABLE, RESOURCE_EXHAUSTED) is retried."""
+
+        A stream refused at its start (UNAVAILABLE, RESOURCE_EXHAUSTED) is retried. One from a
+        file or folder that breaks midway (the server went away: behind a load balancer, the
+        next call reaches another replica) resumes from the next frame: no frame is lost or
+        answered twice, frame indices continue, and the first resumed result says so in its
+        warnings (track IDs restart: the new server never saw the earlier frames)."""
         import grpc
 
         from service.grpc.gen import pose_pb2 as pb
@@ -126,29 +132,42 @@ class _Base:
         from .grpc import SourceFrame, frame_result, frames_from
         from .grpc import stream as grpc_stream
 
-        def frames():
-            if isinstance(source, str | Path):
-                yield from frames_from(Path(source))
+        replayable = isinstance(source, str | Path)
+
+        def frames(skip: int):
+            if replayable:
+                yield from itertools.islice(frames_from(Path(source)), skip, None)  # type: ignore[arg-type]
             else:
-                for image in source:
+                for image in source:  # type: ignore[union-attr]
                     yield SourceFrame(pb.Image(encoded=self._bytes(image)), None)
 
         metadata = tuple(_headers(self.api_key).items())
         attempts = Attempts(self.retry)
+        answered, resumed = 0, False
         while True:
             started = False
             try:
-                for message in grpc_stream(self.grpc_target, pb.StreamConfig(**config), frames(),
-                                           metadata):  # fmt: skip
+                for message in grpc_stream(self.grpc_target, pb.StreamConfig(**config),
+                                           frames(answered), metadata):  # fmt: skip
                     started = True
-                    yield frame_result(message)
+                    result = frame_result(message)
+                    result.frame_index = answered  # the source's index, across resumptions
+                    if resumed:
+                        result.warnings.append(
+                            f"stream resumed at frame {answered} on another server: track IDs "
+                            "restart"
+                        )
+                        resumed = False
+                    answered += 1
+                    yield result
                 return
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
-                wait = None if started or code.name not in RETRY_GRPC else attempts.next_wait(
-                    _grpc_retry_after(exc))  # fmt: skip
-                if wait is None or not isinstance(source, str | Path):
+                again = RESUME_GRPC if started else RETRY_GRPC
+                wait = attempts.next_wait(_grpc_retry_after(exc)) if code.name in again else None
+                if wait is None or (answered and not replayable):
                     raise RtmserveError(code.name, code.name.lower(), exc.details()) from exc  # type: ignore[attr-defined]
+                resumed = answered > 0
                 self._retried()
                 time.sleep(wait)
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 RETRY_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+# a stream cut midway by a server that went away (or a balancer's reset): resumable
+RESUME_GRPC = frozenset({"UNAVAILABLE", "INTERNAL", "UNKNOWN"})
 
 
 @dataclass(frozen=True)

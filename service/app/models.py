@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,12 @@ class ModelIndex:
         self.settings = settings
         self.repository = settings.repository_dir
         self.records = RecordCache(self.repository)
+        # versions READY on this gateway's Triton (the model keeper's last look); None: unknown
+        self.loaded: Callable[[], dict[str, set[int]] | None] = lambda: None
+
+    def serving_versions(self) -> dict[str, int]:
+        """Every model's serving version in the records (for the model keeper)."""
+        return {r.name: r.serving_version for r in self.all()}
 
     def record(self, name: str) -> ModelRecord:
         if not re.match(MODEL_NAME, name):  # never a path outside the repository
@@ -85,6 +92,10 @@ class ModelIndex:
         if record.task != task and not (task == "pose" and record.task in POSE_TASKS):
             raise UnknownModel(f"{name!r} is a {record.task} model, not a {task} model")
         v = record.serving_version
+        here = (self.loaded() or {}).get(name)
+        if here and v not in here:  # switched by another replica, not loaded here yet: the
+            ready = [x for x in here if x in record.versions]  # newest version that is
+            v = max(ready) if ready else v
         return ServedModel(name, v, record.task, record.parsed_spec, record.versions.get(v, {}))
 
     def resolve(

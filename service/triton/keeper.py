@@ -8,6 +8,10 @@ Two faults leave Triton up and its health endpoints green while requests fail:
   request of that instance with "Stub process ... is not healthy", for good (2.51 neither
   restarts nor even reaps it).
 
+Replicas sharing one repository (a fleet) also need each Triton to load the version another
+replica registered: the keeper loads a model whose record's serving version is not READY here,
+and publishes what is (``loaded``) so that requests keep naming a version this Triton has.
+
 The keeper looks every ``period_s``: at the index, at the stubs of the embedded server (a stub
 that became a zombie died), and at the models the application saw fail that way (``report``).
 An unloaded model is loaded again; one with a dead stub is unloaded and loaded (Triton may
@@ -31,6 +35,7 @@ from .embedded import EmbeddedTriton
 log = logging.getLogger(__name__)
 UNHEALTHY_STUB = re.compile(r"Stub process '(?P<instance>[^']+)_\d+_\d+' is not healthy")
 BUSY = ("LOADING", "UNLOADING")
+CATCH_UP_RETRY_S = 10.0
 
 
 def unhealthy_model(message: str) -> str | None:
@@ -46,10 +51,16 @@ class ModelKeeper:
         stubs: EmbeddedTriton | None = None,
         on_reload: Callable[[str], None] | None = None,
         period_s: float = 1.0,
+        serving: Callable[[], dict[str, int]] | None = None,
     ) -> None:
-        """``stubs``: the embedded server, whose stub processes can be watched."""
+        """``stubs``: the embedded server, whose stub processes can be watched; ``serving``:
+        each model's serving version in the (shared) repository's records."""
         self.url = control_url.rstrip("/") if "://" in control_url else f"http://{control_url}"
         self.stubs, self.on_reload, self.period_s = stubs, on_reload, period_s
+        self.serving = serving
+        # model -> versions READY on this Triton, as of the last look (None: not looked yet)
+        self.loaded: dict[str, set[int]] | None = None
+        self._caught_up: dict[tuple[str, int], float] = {}  # (model, version) -> load asked
         self.repairing: set[str] = set()
         self._reported: dict[str, float] = {}  # model -> when a request saw its stub dead
         self._reloaded: dict[str, float] = {}  # model -> when its last reload was done
@@ -74,12 +85,35 @@ class ModelKeeper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.period_s)
 
+    async def _catch_up(
+        self, http: httpx.AsyncClient, states: dict[str, set[str]], loaded: dict[str, set[int]]
+    ) -> None:
+        """A version another replica registered (the records are shared) is loaded here too:
+        Triton reads the model's updated config on ``load``. Until it is ready this gateway
+        keeps answering with the version its Triton has (``ModelIndex.serving``)."""
+        now = time.monotonic()
+        for name, version in (self.serving() if self.serving else {}).items():
+            if name not in states or version in loaded.get(name, set()):
+                continue
+            if now - self._caught_up.get((name, version), -CATCH_UP_RETRY_S) < CATCH_UP_RETRY_S:
+                continue  # asked already: a load takes time, or failed (retry later)
+            self._caught_up[(name, version)] = now
+            log.info("%s v%d serves in the repository but is not loaded here: loading", name,
+                     version)  # fmt: skip
+            await http.post(f"{self.url}/v2/repository/models/{name}/load")
+
     async def check(self, http: httpx.AsyncClient) -> None:
         index = (await http.post(f"{self.url}/v2/repository/index", json={})).json()
         states: dict[str, set[str]] = {}
         for entry in index:
             states.setdefault(entry["name"], set()).add(entry.get("state", ""))
         unloaded = {n for n, s in states.items() if not s & {"READY", *BUSY}}
+        loaded: dict[str, set[int]] = {}
+        for entry in index:
+            if entry.get("state") == "READY" and str(entry.get("version", "")).isdigit():
+                loaded.setdefault(entry["name"], set()).add(int(entry["version"]))
+        self.loaded = loaded
+        await self._catch_up(http, states, loaded)
         crashed = self.stubs.dead_stubs() if self.stubs else set()
         reported, self._reported = self._reported, {}
         failing = {m for m, t in reported.items() if m in states and t > self._reloaded.get(m, 0)}
