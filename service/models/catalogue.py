@@ -71,6 +71,8 @@ class ModelEntry:
     # body, body-feet, wholebody, hand, animal, face (pose models); what the detector finds
     family: str = "body"
     released: bool = True  # False: announced upstream, weights not published (pull says so)
+    # False: a checkpoint training/ cannot rebuild (pruned widths): import its ONNX instead
+    convertible: bool = True
 
     def __post_init__(self) -> None:
         if self.spec.kind != self.task:
@@ -216,6 +218,10 @@ _AIC_COCO_384 = "rtmpose-{}_simcc-aic-coco_pt-aic-coco_420e-384x288-{}_20230228"
 _HALPE = "rtmpose-{}_simcc-body7_pt-body7-halpe26_700e-{}_{}"
 _WHOLE = "rtmpose-{}_simcc-coco-wholebody_pt-aic-coco_270e-{}"
 _RTMW = "rtmw-dw-{}_simcc-cocktail14_270e-{}_20231122"
+_PRUNED = (
+    "https://download.openmmlab.com/mmrazor/v1/pruning/group_fisher/rtmpose-s/"
+    "group_fisher_finetune_rtmpose-s_8xb256-420e_aic-coco-256x192.pth"
+)
 _FACE = (
     "https://github.com/open-mmlab/mmpose/blob/main/projects/rtmpose/rtmpose/"
     "face_2d_keypoint/rtmpose-m_8xb64-120e_lapa-256x256.py"
@@ -381,6 +387,21 @@ def _families() -> list[ModelEntry]:
             72.2,
             f"AP-10K val ({_README})",
             variant="m",
+        ),
+        _family(
+            "rtmpose-s-pruned",
+            "body",
+            (192, 256),
+            Source(url=_PRUNED, format="pth"),
+            "aic-coco",
+            69.4,
+            f"COCO val2017 ({_README}, GroupFisher-pruned RTMPose-s)",
+            variant="s",
+            convertible=False,
+            notes="RTMPose-s pruned with MMRazor's GroupFisher: its channel widths are not "
+            "RTMPose-s's, so training/ cannot rebuild it; export it to ONNX with MMRazor and "
+            "MMDeploy, then `rtmserve models import rtmpose-s-pruned FILE` (the I/O is "
+            "RTMPose's)",
         ),
         _family(
             "rtmpose-m-face106",

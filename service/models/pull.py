@@ -66,6 +66,8 @@ def pull(
         raise ModelUnavailable(f"{entry.name}: {entry.notes}")
     if hit := verify_cached(entry, cache / entry.name):
         return hit
+    if not entry.convertible:
+        raise ModelUnavailable(f"{entry.name}: {entry.notes}")
     if entry.source.url.startswith("file:"):  # bundled with rtmserve: local, even offline
         local = Path(url2pathname(urlparse(entry.source.url).path))
         return install_file(entry, local, cache, origin=f"bundled:{local}")

@@ -112,3 +112,19 @@ def test_evaluation_uses_the_sets_sigmas(tmp_path):
     oks_coco = np.mean([math.exp(-(d**2) / (2 * area * (2 * sg) ** 2)) for sg in COCO.sigmas])
     assert float((thresholds <= oks_coco).mean()) != expected
     assert len(keypoint_sets()) == len(SIZES)
+
+
+def test_the_pruned_rtmpose_s_is_listed_and_imported_as_onnx(tmp_path):
+    """MMRazor's pruned checkpoint cannot be rebuilt here: pull says how to supply it, and its
+    ONNX (RTMPose's I/O) imports under the catalogue name."""
+    from service.models import import_model
+    from tests.support.synthetic import write_synthetic_pose_onnx
+
+    entry = CATALOGUE["rtmpose-s-pruned"]
+    assert entry.source.url.startswith("https://download.openmmlab.com/mmrazor/v1/pruning/")
+    with pytest.raises(ModelUnavailable, match="rtmserve models import rtmpose-s-pruned"):
+        pull("rtmpose-s-pruned", tmp_path / "cache", allow_download=False)
+    onnx = write_synthetic_pose_onnx(tmp_path / "pruned.onnx")
+    pulled = import_model("rtmpose-s-pruned", onnx, tmp_path / "cache")
+    assert pulled.path.read_bytes() == onnx.read_bytes()
+    assert pull("rtmpose-s-pruned", tmp_path / "cache", allow_download=False).path == pulled.path

@@ -103,6 +103,7 @@ def test_catalogue_names() -> None:
         "rtmpose-m-hand",
         "rtmpose-m-ap10k",
         "rtmpose-m-face106",
+        "rtmpose-s-pruned",
     }
 
 
@@ -114,6 +115,8 @@ def test_entries_point_at_openmmlab_and_are_consistent() -> None:
         megvii = e.spec.kind == "detector" and e.spec.head == "yolox"  # Megvii's own release
         home = "https://github.com/Megvii-BaseDetection/YOLOX/releases/" if megvii else (
             "https://download.openmmlab.com/mmpose/v1/projects/")  # fmt: skip
+        if not e.convertible:  # MMRazor's pruned RTMPose-s
+            home = "https://download.openmmlab.com/mmrazor/v1/pruning/"
         assert e.source.url.startswith(home), e.name
         assert e.spec.kind == e.task
         if e.task == "pose" and e.family == "body" and e.input_hw == "256x192":
