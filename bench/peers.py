@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _report import write_report
+from _threads import run_together
 
 from rtmserve.client import Client, RetryPolicy
 from training.sdk_metadata import sdk_pose_dir
@@ -79,13 +80,7 @@ def closed_loop(work: Callable[[bytes], None], images: list[bytes], clients: int
             with lock:
                 latencies.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_together([client] * clients)
     if errors:
         raise errors[0]
     q = statistics.quantiles(latencies, n=100, method="inclusive")

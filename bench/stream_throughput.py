@@ -15,11 +15,11 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from _report import write_report
+from _threads import run_together
 
 from rtmserve.client.grpc import SourceFrame, stream, video_frames
 from rtmserve.launch import start_service
@@ -57,13 +57,7 @@ def run_streams(
         except BaseException as exc:  # reported below, never swallowed
             errors.append(exc)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(streams)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_together([lambda i=i: client(i) for i in range(streams)])
     if errors:
         raise errors[0]
     total = sum(s["frames"] for s in per_stream)
