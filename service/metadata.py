@@ -38,6 +38,13 @@ class ModelRecord:
     serving_version: int
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)
     previous_version: int | None = None  # served before the last switch; kept loaded
+    # a version on trial beside the serving one (service.repository.candidates): version,
+    # mode ("shadow" | "canary"), share, rule, started
+    candidate: dict[str, Any] | None = None
+
+    @property
+    def candidate_version(self) -> int | None:
+        return int(self.candidate["version"]) if self.candidate else None
 
     @property
     def parsed_spec(self) -> ModelSpec:
@@ -50,6 +57,7 @@ class ModelRecord:
             "spec": self.spec,
             "serving_version": self.serving_version,
             "previous_version": self.previous_version,
+            "candidate": self.candidate,
             "versions": {str(k): v for k, v in sorted(self.versions.items())},
         }
 
@@ -62,6 +70,7 @@ class ModelRecord:
             serving_version=int(data["serving_version"]),
             versions={int(k): v for k, v in data.get("versions", {}).items()},
             previous_version=data.get("previous_version"),
+            candidate=data.get("candidate"),
         )
 
 

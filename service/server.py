@@ -128,12 +128,14 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
         settings.triton_http_url,
         stubs=triton,
         on_reload=lambda name: MODEL_RELOADS.labels(name).inc(),
-        serving=services.index.serving_versions,
+        serving=services.index.wanted_versions,
     )
     services.keeper = keeper
     services.index.loaded = lambda: keeper.loaded
     _warn_if_open(settings, services)
     keeping = asyncio.create_task(keeper.run(), name="model-keeper")
+    assert services.trials is not None
+    trials = asyncio.create_task(services.trials.run(), name="trials")
     grace = settings.shutdown_grace_s
     try:
         grpc_server = GrpcServer(services)
@@ -164,5 +166,7 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
             await (stopping[0] if stopping else grpc_server.stop(grace))
     finally:
         keeping.cancel()
-        await asyncio.gather(keeping, return_exceptions=True)
+        trials.cancel()
+        await asyncio.gather(keeping, trials, return_exceptions=True)
+        await services.trials.close()
         await client.close()

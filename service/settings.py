@@ -120,6 +120,18 @@ class Settings(BaseSettings):
     max_video_seconds: float = Field(default=600.0, gt=0, description="stream duration")
     max_video_frames: int = Field(default=18_000, ge=1, description="frames per stream")
 
+    # Trials (rtmserve models shadow|canary): copies of live requests for the other version
+    trial_copy_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest wait for one copy's answer"
+    )
+    trial_copies_in_flight: int = Field(default=2, ge=1, description="copies sent at once")
+    trial_copy_queue: int = Field(
+        default=16, ge=1, description="copies waiting; beyond, a copy is skipped (and counted)"
+    )
+    trial_flush_s: float = Field(
+        default=1.0, gt=0, description="how often trial figures are written and rules checked"
+    )
+
     pipeline_instances: int = 4
     pose_instances: int = 1
     detector_instances: int = 1

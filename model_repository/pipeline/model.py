@@ -61,6 +61,8 @@ class TritonPythonModel:
             for k, v in json.loads(args["model_config"]).get("parameters", {}).items()
         }
         check_core(params.get("core_fingerprint"))
+        if int(params.get("nice", "0")):  # the trial copy pipeline: clients' requests first
+            os.nice(int(params["nice"]))
         self.local = params.get("local_models", "false") == "true"
         self.threads = {
             "detector": int(params.get("detector_threads", "1")),

@@ -1,4 +1,5 @@
-"""``rtmserve models register|rollback|versions``: manage versions of a served model."""
+"""``rtmserve models register|rollback|versions|shadow|canary|promote|drop``: manage versions
+of a served model, and trial a candidate on live traffic before it serves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from typing import Any
 from service.core.specs import PoseSpec
 from service.metadata import read_record
 from service.models import get_entry
+from service.repository.candidates import (
+    DROPPED,
+    PROMOTED,
+    Rule,
+    TrialError,
+    end_trial,
+    start_trial,
+)
 from service.repository.register import GateRefused, register, rollback
 from service.settings import Settings
 from service.triton.control import TritonControl
@@ -57,14 +66,53 @@ def _register(args: argparse.Namespace) -> int:
         done = register(
             settings.repository_dir, args.name, Path(args.onnx), evaluation,
             settings.serving_options, _triton(args, settings), spec=spec, force=args.force,
-            evaluate_live=_evaluate_live(settings),
+            evaluate_live=_evaluate_live(settings), hold=args.hold,
         )  # fmt: skip
     except GateRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 3
     live = f" (live AP {done.live_ap:.4f})" if done.live_ap is not None else ""
     ap = f"AP {done.ap:.4f}" if done.ap is not None else "no AP"
+    if args.hold:
+        trial = f"rtmserve models shadow|canary {done.name} {done.version}"
+        held = f"{done.name} v{done.version} registered and held (v{done.previous} serves)"
+        print(f"{held}, {ap}{live}: try it with {trial}")
+        return 0
     print(f"{done.name} v{done.version} registered and serving, {ap}{live}; was v{done.previous}")
+    return 0
+
+
+def _trial(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rule = None
+    if args.auto:
+        rule = Rule(args.min_agreement, args.max_p95_ratio, args.min_requests)
+    try:
+        start_trial(
+            settings.repository_dir, args.name, args.version, args.mode, args.share,
+            settings.serving_options, _triton(args, settings), rule,
+        )  # fmt: skip
+    except TrialError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    what = "gets a copy of" if args.mode == "shadow" else "answers"
+    auto = f"; {rule} decides" if rule else "; end it with promote or drop"
+    print(f"{args.name} v{args.version} {what} {args.share:.0%} of requests{auto}")
+    return 0
+
+
+def _end(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        record = end_trial(
+            settings.repository_dir, args.name, args.outcome, settings.serving_options,
+            _triton(args, settings),
+        )  # fmt: skip
+    except TrialError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    assert record is not None
+    print(f"{args.name}: trial {args.outcome}; v{record.serving_version} serves")
     return 0
 
 
@@ -88,6 +136,9 @@ def _versions(args: argparse.Namespace) -> int:
             f"AP={'-' if ap is None else f'{ap:.4f}'}  {meta.get('created', '')}  "
             f"{meta.get('source', '')}"
         )
+    if record.candidate:
+        c = record.candidate
+        print(f"  trial: v{c['version']} {c['mode']} share {c['share']} rule {c.get('rule')}")
     return 0
 
 
@@ -110,6 +161,9 @@ def add_version_commands(models: argparse._SubParsersAction) -> None:
     reg.add_argument("--eval", help="evaluation JSON (python -m training.evaluate --out)")
     reg.add_argument("--like", help="catalogue model whose spec a new model uses")
     reg.add_argument("--force", action="store_true", help="register even if AP is lower")
+    reg.add_argument(
+        "--hold", action="store_true", help="add it without serving it (a candidate to trial)"
+    )
     common(reg)
     reg.set_defaults(func=_register)
 
@@ -118,6 +172,29 @@ def add_version_commands(models: argparse._SubParsersAction) -> None:
     rb.add_argument("version", type=int)
     common(rb)
     rb.set_defaults(func=_rollback)
+
+    for mode, share, what in (
+        ("shadow", 0.2, "sends it a copy of a share of live requests, off the response path"),
+        ("canary", 0.1, "lets it answer a share of requests (whole streams)"),
+    ):
+        t = models.add_parser(mode, help=f"trial a version beside the live one: {what}")
+        t.add_argument("name")
+        t.add_argument("version", type=int)
+        t.add_argument("--share", type=float, default=share, help=f"default {share}")
+        t.add_argument("--auto", action="store_true", help="promote or drop by the rule below")
+        t.add_argument("--min-agreement", type=float, default=0.9, help="mean OKS to promote")
+        t.add_argument("--max-p95-ratio", type=float, default=2.0, help="pose time p95 ratio")
+        t.add_argument("--min-requests", type=int, default=100, help="pairs before deciding")
+        common(t)
+        t.set_defaults(func=_trial, mode=mode)
+    for command, outcome, what in (
+        ("promote", PROMOTED, "the candidate on trial serves everyone"),
+        ("drop", DROPPED, "end the trial: the live version serves everyone"),
+    ):
+        e = models.add_parser(command, help=what)
+        e.add_argument("name")
+        common(e)
+        e.set_defaults(func=_end, outcome=outcome)
 
     ls = models.add_parser("versions", help="a model's versions and which one serves")
     ls.add_argument("name")

@@ -17,6 +17,7 @@ from service.triton.keeper import ModelKeeper
 from .access import AccessControl
 from .admission import Admission, StreamSlots, from_settings
 from .models import ModelIndex
+from .trials import Trials
 
 
 class PipelineClient(Protocol):
@@ -53,10 +54,15 @@ class Services:
     keeper: ModelKeeper | None = field(default=None)  # None: Triton is not ours to repair
     draining_until: float | None = field(default=None)  # time.monotonic() once shutting down
     probe: ProbeState = field(default_factory=ProbeState)
+    trials: Trials | None = field(default=None)  # candidates on trial: canaries and copies
 
     def drain(self, grace_s: float) -> None:
         """Shutting down: readiness fails now, open streams end before ``grace_s`` is up."""
         self.draining_until = time.monotonic() + max(0.0, grace_s - 1.0)
+
+    def _report_dead_stub(self, model: str, sent: float) -> None:
+        if self.keeper is not None:
+            self.keeper.report(model, sent)
 
     @property
     def draining(self) -> bool:
@@ -66,4 +72,8 @@ class Services:
     def create(cls, settings: Settings, client: PipelineClient) -> Services:
         admission, streams = from_settings(settings)
         access = AccessControl.from_settings(settings)
-        return cls(settings, client, ModelIndex(settings), access, admission, streams)
+        index = ModelIndex(settings)
+        services = cls(settings, client, index, access, admission, streams)
+        services.trials = Trials(settings, index, client, services._report_dead_stub)
+        index.canary = services.trials.canary
+        return services

@@ -20,7 +20,11 @@ def _used(model: ServedModel | None) -> ModelUsed | None:
     if model is None:
         return None
     return ModelUsed(
-        name=model.name, version=model.version, trained=model.trained, warning=model.warning
+        name=model.name,
+        version=model.version,
+        trained=model.trained,
+        warning=model.warning,
+        role=model.role,
     )
 
 

@@ -32,7 +32,7 @@ RELOADING = ("Request for unknown model", "has no available versions", "is not r
 
 
 def ref(model: ServedModel | None) -> ModelRef | None:
-    return None if model is None else ModelRef(model.name, model.version, model.spec_json)
+    return None if model is None else model.ref
 
 
 async def infer(
@@ -46,7 +46,7 @@ async def infer(
     request = PipelineRequest(image, ref(detector), ref(pose), **options)
     sent = time.monotonic()
     try:
-        return await services.client.infer(request)
+        result = await services.client.infer(request)
     except TritonUnavailable as exc:
         raise ServiceUnavailable(f"inference server unavailable: {exc}", retry_after=1) from exc
     except TritonError as exc:
@@ -63,3 +63,6 @@ async def infer(
         if services.keeper is not None:  # a crashed Python-backend stub: reload its model
             services.keeper.report(model, sent)
         raise ServiceUnavailable(f"{model} is restarting: {message}", retry_after=1) from exc
+    if services.trials is not None:  # a candidate on trial may get a copy, off this path
+        services.trials.after(image, pose, result, options)
+    return result

@@ -11,8 +11,10 @@ from typing import Any
 from service.core.specs import ModelSpec
 from service.metadata import MODEL_NAME, ModelRecord, RecordCache, read_defaults
 from service.settings import OFFICIAL_POSE_MODEL, Settings
+from service.triton.client import ModelRef
 
 from .errors import InvalidParameter, UnknownModel
+from .trials import Trial
 
 # what a request's ``pose_model`` may name: a top-down pose model or a one-stage one (RTMO)
 POSE_TASKS = ("pose", "one-stage")
@@ -25,6 +27,12 @@ class ServedModel:
     task: str
     spec: ModelSpec
     meta: dict[str, Any]
+    role: str = "live"  # "canary": a candidate on trial answers this request
+
+    @property
+    def ref(self) -> ModelRef:
+        """How the pipeline model is told about it."""
+        return ModelRef(self.name, self.version, self.spec_json)
 
     @property
     def spec_json(self) -> str:
@@ -63,10 +71,38 @@ class ModelIndex:
         self.records = RecordCache(self.repository)
         # versions READY on this gateway's Triton (the model keeper's last look); None: unknown
         self.loaded: Callable[[], dict[str, set[int]] | None] = lambda: None
+        # decides which requests a canary answers (service.app.trials); None: no trials
+        self.canary: Callable[[Trial | None, bool], bool] = lambda trial, stream: False
 
-    def serving_versions(self) -> dict[str, int]:
-        """Every model's serving version in the records (for the model keeper)."""
-        return {r.name: r.serving_version for r in self.all()}
+    def wanted_versions(self) -> list[tuple[str, int]]:
+        """Every model's serving version, and a candidate on trial (for the model keeper)."""
+        wanted = []
+        for r in self.all():
+            wanted.append((r.name, r.serving_version))
+            if r.candidate_version is not None:
+                wanted.append((r.name, r.candidate_version))
+        return wanted
+
+    def _here(self, name: str, version: int) -> bool:
+        """Ready on this gateway's Triton (True while the keeper has not looked yet)."""
+        loaded = self.loaded()
+        return loaded is None or version in loaded.get(name, set())
+
+    def trial(self, name: str) -> Trial | None:
+        """The trial of ``name``, when its candidate is ready here."""
+        try:
+            trial = Trial.of(self.records.get(name))
+        except KeyError:
+            return None
+        return trial if trial is not None and self._here(name, trial.version) else None
+
+    def candidate(self, name: str, role: str) -> ServedModel | None:
+        trial = self.trial(name)
+        if trial is None:
+            return None
+        record = self.records.get(name)
+        v = trial.version
+        return ServedModel(name, v, record.task, record.parsed_spec, record.versions[v], role)
 
     def record(self, name: str) -> ModelRecord:
         if not re.match(MODEL_NAME, name):  # never a path outside the repository
@@ -99,13 +135,20 @@ class ModelIndex:
         return ServedModel(name, v, record.task, record.parsed_spec, record.versions.get(v, {}))
 
     def resolve(
-        self, detector: str | None, pose_model: str | None, keypoints: bool = True
+        self,
+        detector: str | None,
+        pose_model: str | None,
+        keypoints: bool = True,
+        stream: bool = False,
     ) -> tuple[ServedModel | None, ServedModel | None]:
         """(detector, pose) for a request: no detector for a one-stage pose model, which
         finds the people itself (naming one anyway is a mistake worth a 422); otherwise the
         one named, else the pose model's family detector (hands: the hand detector), else the
-        default person detector."""
+        default person detector. A canary on trial answers its share of requests (``stream``:
+        a whole stream, so its tracks never change version midway)."""
         pose = self.serving(pose_model, "pose") if keypoints else None
+        if pose is not None and self.canary(self.trial(pose.name), stream):
+            pose = self.candidate(pose.name, "canary") or pose
         if pose is not None and pose.one_stage:
             if detector:
                 raise InvalidParameter(

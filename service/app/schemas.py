@@ -32,6 +32,9 @@ class ModelUsed(BaseModel):
     version: int
     trained: bool = Field(description="false for an untrained (seeded random) export")
     warning: str | None = None
+    role: str = Field(
+        "live", description="live, or canary: a candidate on trial answered this request"
+    )
 
 
 class ModelsUsed(BaseModel):
@@ -65,6 +68,22 @@ class VersionInfo(BaseModel):
     meta: dict[str, Any]
 
 
+class TrialInfo(BaseModel):
+    version: int = Field(description="the candidate")
+    mode: str = Field(description="shadow: copies only; canary: it answers its share")
+    share: float
+    live_version: int
+    started: str
+    rule: dict[str, Any] | None = Field(description="ends the trial by itself when set")
+    running: bool = Field(
+        description="the candidate is loaded on this replica's Triton and the trial runs here"
+    )
+    figures: dict[str, Any] = Field(
+        description="every replica's: pairs compared, copies failed or skipped, agreement "
+        "(mean OKS), person-count differences, pose-time p95s and their ratio"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str
@@ -74,6 +93,7 @@ class ModelInfo(BaseModel):
         None, description="coco, halpe26, coco_wholebody, hand21, ap10k, face106 (null: none)"
     )
     versions: list[VersionInfo]
+    trial: TrialInfo | None = Field(None, description="a candidate on trial, if any")
 
 
 class ModelsResponse(BaseModel):

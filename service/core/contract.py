@@ -26,6 +26,11 @@ DETECTOR_OUTPUTS = ("dets", "labels")
 YOLOX_INPUT, YOLOX_OUTPUTS = "images", ("output",)  # Megvii's export (service.core.yolox)
 ONE_STAGE_OUTPUTS = ("dets", "keypoints")
 PIPELINE_MODEL = "pose_pipeline"
+# the same pipeline, one low-priority instance: copies of live requests for a candidate on
+# trial (service.app.trials), so that a slow, hung or crashed copy never holds the instances
+# that answer clients, and the OS scheduler lets client requests go first
+COPY_PIPELINE_MODEL = "pose_pipeline_copy"
+COPY_PIPELINE_NICE = 10
 
 
 def io_names(spec: ModelSpec) -> tuple[str, tuple[str, ...]]:

@@ -7,8 +7,10 @@ import asyncio
 from fastapi import APIRouter
 
 from service.app.format import public_meta
-from service.app.schemas import ModelInfo, ModelsResponse, VersionInfo
+from service.app.schemas import ModelInfo, ModelsResponse, TrialInfo, VersionInfo
 from service.core.keypoints import set_name
+from service.metadata import ModelRecord
+from service.repository.candidates import read_trial_stats
 
 from .deps import ClientDep, ServicesDep
 
@@ -42,9 +44,22 @@ async def models(services: ServicesDep, client: ClientDep) -> ModelsResponse:
                     )
                     for v, meta in sorted(r.versions.items())
                 ],
+                trial=_trial(index.repository, r, index.trial(r.name) is not None),
             )
             for r in records
         ],
         default_detector=index.default("detector"),
         default_pose_model=index.default("pose"),
     )
+
+
+def _trial(repository, record: ModelRecord, running: bool) -> TrialInfo | None:
+    c = record.candidate
+    if not c:
+        return None
+    figures = read_trial_stats(repository, record.name, int(c["version"])).summary()
+    return TrialInfo(
+        version=int(c["version"]), mode=c["mode"], share=float(c["share"]),
+        live_version=record.serving_version, started=str(c.get("started", "")),
+        rule=c.get("rule"), running=running, figures=figures,
+    )  # fmt: skip

@@ -91,6 +91,38 @@ TRITON_EXIT_CODE = Gauge(
 MODEL_RELOADS = Counter(
     "rtmserve_model_reloads", "Models found unloaded or unready and loaded again", ("model",)
 )
+POSE_ANSWERS = Counter(
+    "rtmserve_pose_answers",
+    "Pose model calls answered, by version and role (live, canary)",
+    ("model", "version", "role"),
+)
+TRIAL_COPIES = Counter(
+    "rtmserve_trial_copies",
+    "Copies of live requests for a trial's other version, by outcome (compared, failed, "
+    "skipped: the copy path was busy)",
+    ("model", "version", "mode", "outcome"),
+)
+TRIAL_AGREEMENT = Histogram(
+    "rtmserve_trial_agreement_oks",
+    "Keypoint agreement (OKS, live version as reference) of each compared pair",
+    ("model", "version"),
+    buckets=(0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0),
+)
+TRIAL_PERSON_DIFF = Histogram(
+    "rtmserve_trial_person_diff",
+    "Difference in persons found by the two versions, per compared pair",
+    ("model", "version"),
+    buckets=(0, 1, 2, 3, 5, 10),
+)
+TRIAL_POSE_TIME = Histogram(
+    "rtmserve_trial_pose_duration_seconds",
+    "Pose-model time inside Triton of each compared pair, by role (live, candidate)",
+    ("model", "version", "role"),
+    buckets=LATENCY_BUCKETS,
+)
+TRIAL_SHARE = Gauge(
+    "rtmserve_trial_share", "Share of requests of a running trial (0: none)", ("model", "mode")
+)
 BUILD = Info("rtmserve_build", "rtmserve version")
 
 

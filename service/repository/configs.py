@@ -14,7 +14,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from service.core.contract import PIPELINE_MODEL
+from service.core.contract import COPY_PIPELINE_MODEL, COPY_PIPELINE_NICE, PIPELINE_MODEL
 from service.core.fingerprint import fingerprint
 from service.core.specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
 from service.settings import ServingOptions
@@ -169,18 +169,24 @@ def render_model(
     return out
 
 
-def render_pipeline(options: ServingOptions) -> dict[str, str]:
+def render_pipeline(options: ServingOptions, copies: bool = False) -> dict[str, str]:
     """The CPU config runs the models' ONNX files in the pipeline's own process; the GPU
-    configs call the native detector and pose models (see model_repository/pipeline)."""
+    configs call the native detector and pose models (see model_repository/pipeline).
+    ``copies``: the trial copy pipeline (one instance at low CPU priority)."""
     out = {}
     for rel in CONFIG_FILES:
         config = _load(templates_dir() / "pipeline" / "config.pbtxt")
-        _set_common(config, PIPELINE_MODEL, [1], options.pipeline_instances)
+        if copies:
+            _set_common(config, COPY_PIPELINE_MODEL, [1], 1)
+        else:
+            _set_common(config, PIPELINE_MODEL, [1], options.pipeline_instances)
         params = config.parameters
+        params["nice"].string_value = str(COPY_PIPELINE_NICE if copies else 0)
         params["core_fingerprint"].string_value = fingerprint()
         local = rel == "config.pbtxt" and options.cpu_local_models
         params["local_models"].string_value = "true" if local else "false"
         params["detector_threads"].string_value = str(options.detector_threads)
-        params["pose_threads"].string_value = str(options.intra_op_threads)
+        # copies: one thread, so a copy never takes more than one core from clients
+        params["pose_threads"].string_value = str(1 if copies else options.intra_op_threads)
         out[rel] = _dump(config, "pipeline/config.pbtxt")
     return out

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.core.contract import PIPELINE_MODEL
+from service.core.contract import COPY_PIPELINE_MODEL, PIPELINE_MODEL
 from service.core.specs import (
     ONE_STAGE_MAX_BATCH,
     POSE_MAX_BATCH,
@@ -42,6 +42,7 @@ ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"  # a TensorRT engine, built by deploy/tensorrt/build_engines.py
 TRT_CACHE = "trt-cache"  # beside the repository: engines the TensorRT provider builds
 PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"
+HELD = "held"  # registered, loaded once to prove it loads, serving nobody (a candidate-to-be)
 
 
 def version_dirs(model_dir: Path) -> list[int]:
@@ -50,9 +51,10 @@ def version_dirs(model_dir: Path) -> list[int]:
 
 def loaded_versions(record: ModelRecord) -> list[int]:
     """What Triton keeps loaded: the serving version, the one served before it (so requests
-    that named it finish, and rollback to it is instant) and any pending one."""
+    that named it finish, and rollback to it is instant), any pending one and a candidate
+    on trial (shadow or canary)."""
     pending = {v for v, m in record.versions.items() if m.get("state") == PENDING}
-    keep = {record.serving_version, record.previous_version, *pending}
+    keep = {record.serving_version, record.previous_version, record.candidate_version, *pending}
     return sorted(v for v in keep if v is not None)
 
 
@@ -168,6 +170,8 @@ def _switch(record: ModelRecord, version: int) -> None:
         record.previous_version = record.serving_version
     record.serving_version = version
     record.versions[version]["state"] = SERVED
+    if record.candidate_version == version:  # served now (rolled back to, say): no trial
+        record.candidate = None
 
 
 def set_serving_version(
@@ -191,11 +195,12 @@ def mark_version(
 
 
 def ensure_pipeline(repository: Path, options: ServingOptions) -> None:
-    """(Re)write the pipeline model from the templates: code updates apply on every start."""
-    model_dir = repository / PIPELINE_MODEL
-    (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(templates_dir() / "pipeline" / "model.py", model_dir / "1" / "model.py")
-    _write_configs(model_dir, render_pipeline(options))
+    """(Re)write the pipeline models from the templates: code updates apply on every start."""
+    for name, copies in ((PIPELINE_MODEL, False), (COPY_PIPELINE_MODEL, True)):
+        model_dir = repository / name
+        (model_dir / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(templates_dir() / "pipeline" / "model.py", model_dir / "1" / "model.py")
+        _write_configs(model_dir, render_pipeline(options, copies))
 
 
 def refresh(repository: Path, options: ServingOptions) -> list[str]:

@@ -24,6 +24,7 @@ from service.triton.control import TritonControl, TritonControlError
 
 from .install import (
     FAILED,
+    HELD,
     ONNX_FILE,
     PENDING,
     crash_point,
@@ -82,7 +83,11 @@ def register(
     force: bool = False,
     evaluate_live: EvaluateLive | None = None,
     extra_meta: dict[str, Any] | None = None,
+    hold: bool = False,
 ) -> Registered:
+    """``hold``: add the version (loaded once, to prove it loads) without serving it: a
+    candidate for ``rtmserve models shadow`` / ``canary``, which judge it on live traffic,
+    so the AP gate records its comparison instead of refusing."""
     model_dir = repository / name
     record = read_record(model_dir) if (model_dir / RECORD_FILE).exists() else None
     if record is not None:
@@ -97,13 +102,13 @@ def register(
     live = None
     if record is not None and evaluation is not None:
         live = live_ap(repository, record, evaluation, evaluate_live)
-        if live is not None and ap is not None and ap < live and not force:
+        if live is not None and ap is not None and ap < live and not (force or hold):
             raise GateRefused(
                 f"{name}: candidate AP {ap:.4f} < live v{record.serving_version} AP {live:.4f} "
                 f"on the same evaluation set ({evaluation.get('dataset')}); not registered "
                 "(--force registers it anyway)"
             )
-    if record is not None and evaluation is None and not force:
+    if record is not None and evaluation is None and not (force or hold):
         raise GateRefused(f"{name}: no evaluation given; the gate needs one (or --force)")
 
     metadata = onnx_metadata(onnx_file)
@@ -121,7 +126,18 @@ def register(
         **(extra_meta or {}),
     }  # fmt: skip
     version = install_model(repository, name, spec, onnx_file, meta, options, serve=record is None)
-    if record is not None and triton is not None:
+    if record is not None and hold:
+        if triton is not None:
+            try:
+                triton.load(name)
+                triton.wait_ready(name, version)
+            finally:  # held, or failed: either way it leaves Triton
+                loaded = triton.version_ready(name, version)
+                mark_version(repository, name, version, HELD if loaded else FAILED, options)
+                triton.load(name)
+        else:
+            mark_version(repository, name, version, HELD, options)
+    elif record is not None and triton is not None:
         try:
             triton.load(name)
             triton.wait_ready(name, version)

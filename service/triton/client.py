@@ -43,6 +43,8 @@ class PipelineRequest:
     boxes: np.ndarray | None = None
     tracks: np.ndarray | None = None
     track_thresholds: tuple[float, float] | None = None
+    model: str = PIPELINE_MODEL  # COPY_PIPELINE_MODEL for a trial's copies
+    timeout_s: float | None = None  # None: the client's
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class PipelineClient:
             thresholds = np.array(r.track_thresholds, np.float32)
             inputs.append(_tensor("TRACK_THRESHOLDS", thresholds, "FP32"))
         result = await self._call(
-            self._client.infer(PIPELINE_MODEL, inputs, client_timeout=self.timeout_s)
+            self._client.infer(r.model, inputs, client_timeout=r.timeout_s or self.timeout_s)
         )
         return PipelineResult(
             boxes=result.as_numpy("PERSON_BOXES").reshape(-1, 5),

@@ -51,10 +51,10 @@ class ModelKeeper:
         stubs: EmbeddedTriton | None = None,
         on_reload: Callable[[str], None] | None = None,
         period_s: float = 1.0,
-        serving: Callable[[], dict[str, int]] | None = None,
+        serving: Callable[[], list[tuple[str, int]]] | None = None,
     ) -> None:
         """``stubs``: the embedded server, whose stub processes can be watched; ``serving``:
-        each model's serving version in the (shared) repository's records."""
+        the (model, version) pairs the (shared) repository's records serve or trial."""
         self.url = control_url.rstrip("/") if "://" in control_url else f"http://{control_url}"
         self.stubs, self.on_reload, self.period_s = stubs, on_reload, period_s
         self.serving = serving
@@ -92,7 +92,7 @@ class ModelKeeper:
         Triton reads the model's updated config on ``load``. Until it is ready this gateway
         keeps answering with the version its Triton has (``ModelIndex.serving``)."""
         now = time.monotonic()
-        for name, version in (self.serving() if self.serving else {}).items():
+        for name, version in self.serving() if self.serving else []:
             if name not in states or version in loaded.get(name, set()):
                 continue
             if now - self._caught_up.get((name, version), -CATCH_UP_RETRY_S) < CATCH_UP_RETRY_S:

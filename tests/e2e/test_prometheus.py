@@ -26,21 +26,21 @@ from rtmserve.launch import ServiceProcess, wait_until
 from service.grpc.gen import pose_pb2 as pb
 from service.grpc.gen import pose_pb2_grpc as pb_grpc
 from tests.support.prometheus import (
+    DASHBOARD,
     DEPLOY,
     PROMTOOL,
     PrometheusServer,
+    dashboard_queries,
+    grafana_expand,
     histogram_quantile,
     rewrite_config,
     start_prometheus,
 )
 
-DASHBOARD = DEPLOY.parent / "grafana" / "dashboards" / "rtmserve.json"
 POSE = 'method="POST",route="/v1/pose",status="200"'
 COUNT = f"rtmserve_http_requests_total{{{POSE}}}"
 BUCKETS = f"rtmserve_http_request_duration_seconds_bucket{{{POSE}}}"
 IMAGES = 6
-# Grafana's global variables, as Grafana would expand them for a 1 s scrape interval.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 
 
 def test_promtool_accepts_the_configuration_and_the_alerts_fire_as_specified():
@@ -186,16 +186,6 @@ def test_triton_metrics_are_scraped_per_model(service, prometheus, traffic):
     assert prometheus.value(stage) >= traffic.sent
 
 
-def dashboard_queries() -> list[str]:
-    def panels(items: list[dict]):
-        for panel in items:
-            yield panel
-            yield from panels(panel.get("panels", []))
-
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for p in panels(dashboard["panels"]) for t in p.get("targets", [])]
-
-
 COMPARISON = re.compile(r"^(?P<query>.+?)\s*(?:>|<|==|!=|>=|<=)\s*[-+0-9.eE]+\s*$", re.DOTALL)
 
 
@@ -213,13 +203,6 @@ def rule_queries() -> list[str]:
                 else:
                     out.append(rule["expr"])
     return out
-
-
-def grafana_expand(expr: str) -> str:
-    for name, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(name, value)
-    assert "$" not in expr, f"a Grafana variable this test does not know: {expr}"
-    return expr
 
 
 def test_every_dashboard_and_alert_query_returns_data(prometheus, traffic):

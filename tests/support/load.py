@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Outcome:
     status: int  # 0: no HTTP answer (connection error, timeout)
     latency_s: float
     retry_after: str | None = None
+    pose: tuple[int, str] | None = None  # (version, role) of the pose model that answered
 
 
 async def _post(client: aiohttp.ClientSession, body: bytes, t0: float, timeout: float) -> Outcome:
@@ -29,11 +31,16 @@ async def _post(client: aiohttp.ClientSession, body: bytes, t0: float, timeout: 
         async with client.post(
             "/v1/pose", data=body, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as r:
-            await r.read()
+            body = await r.read()
             status, retry = r.status, r.headers.get("retry-after")
     except (aiohttp.ClientError, TimeoutError):
-        status, retry = 0, None
-    return Outcome(sent - t0, status, time.perf_counter() - sent, retry)
+        status, retry, body = 0, None, b""
+    latency = time.perf_counter() - sent
+    pose = None
+    if status == 200:
+        used = json.loads(body)["models"]["pose"]
+        pose = (used["version"], used["role"]) if used else None
+    return Outcome(sent - t0, status, latency, retry, pose)
 
 
 def _session(url: str, connections: int) -> aiohttp.ClientSession:
@@ -41,15 +48,27 @@ def _session(url: str, connections: int) -> aiohttp.ClientSession:
 
 
 async def closed_loop(
-    url: str, bodies: Sequence[bytes], clients: int, seconds: float, timeout: float = 60
+    url: str,
+    bodies: Sequence[bytes],
+    clients: int,
+    seconds: float,
+    timeout: float = 60,
+    count: int | None = None,
 ) -> list[Outcome]:
+    """``count``: stop after that many requests (else after ``seconds``)."""
     bodies_cycle = itertools.cycle(bodies)
     out: list[Outcome] = []
+    sent = itertools.count(1)
     async with _session(url, clients) as client:
         t0 = time.perf_counter()
 
+        def more() -> bool:
+            if count is not None:
+                return next(sent) <= count
+            return time.perf_counter() - t0 < seconds
+
         async def one() -> None:
-            while time.perf_counter() - t0 < seconds:
+            while more():
                 out.append(await _post(client, next(bodies_cycle), t0, timeout))
 
         await asyncio.gather(*(one() for _ in range(clients)))

@@ -7,6 +7,7 @@ Prometheus can be compared with the one computed from the gateway's own ``/metri
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -22,6 +23,9 @@ from tests.support.paths import REPO
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 DEPLOY = REPO / "deploy" / "prometheus"
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "rtmserve.json"
+# Grafana's global variables, as Grafana would expand them for a 1 s scrape interval.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 
 
 def rewrite_config(text: str, targets: dict[str, list[str]], interval: str) -> str:
@@ -117,3 +121,30 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
         return bounds[0]
     start, below = (0.0, 0.0) if i == 0 else (bounds[i - 1], counts[i - 1])
     return start + (bounds[i] - start) * (rank - below) / (counts[i] - below)
+
+
+TRIAL_PANELS = "Trial:"  # series that exist only while a candidate is on trial (test_trials)
+
+
+def dashboard_queries(trial: bool = False) -> list[str]:
+    """Every panel's queries; ``trial``: those of the trial panels instead."""
+
+    def panels(items: list[dict]):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        t["expr"]
+        for p in panels(dashboard["panels"])
+        if p["title"].startswith(TRIAL_PANELS) == trial
+        for t in p.get("targets", [])
+    ]
+
+
+def grafana_expand(expr: str) -> str:
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"a Grafana variable this test does not know: {expr}"
+    return expr

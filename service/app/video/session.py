@@ -54,7 +54,7 @@ class StreamModels:
     @classmethod
     def resolve(cls, index: ModelIndex, options: StreamOptions) -> StreamModels:
         """Raises ``UnknownModel`` (404 / NOT_FOUND) before any frame is read."""
-        detector, pose = index.resolve(options.detector, options.pose_model)
+        detector, pose = index.resolve(options.detector, options.pose_model, stream=True)
         assert pose is not None
         return cls(detector, pose)
 

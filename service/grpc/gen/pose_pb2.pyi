@@ -85,16 +85,18 @@ class Person(_message.Message):
     def __init__(self, bbox: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., keypoints: _Optional[_Iterable[_Union[Keypoint, _Mapping]]] = ...) -> None: ...
 
 class ModelUsed(_message.Message):
-    __slots__ = ("name", "version", "trained", "warning")
+    __slots__ = ("name", "version", "trained", "warning", "role")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
     WARNING_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     trained: bool
     warning: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., trained: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
+    role: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., trained: _Optional[bool] = ..., warning: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class ModelsUsed(_message.Message):
     __slots__ = ("detector", "pose")
