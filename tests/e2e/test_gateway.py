@@ -49,6 +49,7 @@ def test_multipart_upload_returns_every_person_with_17_named_keypoints(client, p
         "version": 1,
         "trained": True,
         "warning": None,
+        "role": "live",
     }
     t = body["timings"]
     assert 0 < t["decode_ms"] < t["total_ms"] and 0 < t["inference_ms"] < t["total_ms"]

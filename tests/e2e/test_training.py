@@ -139,7 +139,7 @@ def test_served_keypoints_equal_pytorch_on_the_same_crops(service, run, register
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["models"]["pose"] == {"name": NAME, "version": 1, "trained": True,
-                                          "warning": None}  # fmt: skip
+                                          "warning": None, "role": "live"}  # fmt: skip
         if not body["persons"]:
             continue
         boxes = np.array([[*p["bbox"], p["score"]] for p in body["persons"]], np.float32)
