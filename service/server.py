@@ -27,6 +27,7 @@ from service.settings import Settings
 from service.triton.client import PipelineClient
 from service.triton.embedded import EmbeddedTriton, TritonPorts
 from service.triton.keeper import ModelKeeper
+from service.triton.peers import resolve_peers
 
 log = logging.getLogger("rtmserve")
 M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -129,6 +130,7 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
         stubs=triton,
         on_reload=lambda name: MODEL_RELOADS.labels(name).inc(),
         serving=services.index.wanted_versions,
+        peers=(lambda: resolve_peers(peers)) if (peers := settings.triton_peers) else None,
     )
     services.keeper = keeper
     services.index.loaded = lambda: keeper.loaded

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     triton_http: str | None = Field(
         default=None, description="Triton HTTP URL for model control (default: localhost)"
     )
+    triton_peers: str | None = Field(
+        default=None,
+        description="host:port[,...] resolving to the HTTP port of every Triton behind "
+        "triton_url (a headless Service): the model keeper loads each serving version on all",
+    )
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_metrics_host: str = Field(

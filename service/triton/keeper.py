@@ -12,6 +12,11 @@ Replicas sharing one repository (a fleet) also need each Triton to load the vers
 replica registered: the keeper loads a model whose record's serving version is not READY here,
 and publishes what is (``loaded``) so that requests keep naming a version this Triton has.
 
+Several Tritons behind one address (a Kubernetes Service in front of Triton pods) each need
+the version too, and a request may land on any of them: given ``peers`` (every Triton's
+control URL, e.g. a headless Service's addresses), the keeper catches each one up and
+publishes as ``loaded`` only the versions READY on all of them that answer.
+
 The keeper looks every ``period_s``: at the index, at the stubs of the embedded server (a stub
 that became a zombie died), and at the models the application saw fail that way (``report``).
 An unloaded model is loaded again; one with a dead stub is unloaded and loaded (Triton may
@@ -52,15 +57,18 @@ class ModelKeeper:
         on_reload: Callable[[str], None] | None = None,
         period_s: float = 1.0,
         serving: Callable[[], list[tuple[str, int]]] | None = None,
+        peers: Callable[[], list[str]] | None = None,
     ) -> None:
         """``stubs``: the embedded server, whose stub processes can be watched; ``serving``:
-        the (model, version) pairs the (shared) repository's records serve or trial."""
+        the (model, version) pairs the (shared) repository's records serve or trial; ``peers``:
+        the control URLs of every Triton the inference address leads to (blocking: DNS)."""
         self.url = control_url.rstrip("/") if "://" in control_url else f"http://{control_url}"
         self.stubs, self.on_reload, self.period_s = stubs, on_reload, period_s
-        self.serving = serving
+        self.serving, self.peers = serving, peers
         # model -> versions READY on this Triton, as of the last look (None: not looked yet)
         self.loaded: dict[str, set[int]] | None = None
-        self._caught_up: dict[tuple[str, int], float] = {}  # (model, version) -> load asked
+        # (Triton URL, model, version) -> when a load was asked
+        self._caught_up: dict[tuple[str, str, int], float] = {}
         self.repairing: set[str] = set()
         self._reported: dict[str, float] = {}  # model -> when a request saw its stub dead
         self._reloaded: dict[str, float] = {}  # model -> when its last reload was done
@@ -86,7 +94,11 @@ class ModelKeeper:
                     await asyncio.wait_for(self._wake.wait(), self.period_s)
 
     async def _catch_up(
-        self, http: httpx.AsyncClient, states: dict[str, set[str]], loaded: dict[str, set[int]]
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        states: dict[str, set[str]],
+        loaded: dict[str, set[int]],
     ) -> None:
         """A version another replica registered (the records are shared) is loaded here too:
         Triton reads the model's updated config on ``load``. Until it is ready this gateway
@@ -95,25 +107,51 @@ class ModelKeeper:
         for name, version in self.serving() if self.serving else []:
             if name not in states or version in loaded.get(name, set()):
                 continue
-            if now - self._caught_up.get((name, version), -CATCH_UP_RETRY_S) < CATCH_UP_RETRY_S:
+            key = (url, name, version)
+            if now - self._caught_up.get(key, -CATCH_UP_RETRY_S) < CATCH_UP_RETRY_S:
                 continue  # asked already: a load takes time, or failed (retry later)
-            self._caught_up[(name, version)] = now
-            log.info("%s v%d serves in the repository but is not loaded here: loading", name,
-                     version)  # fmt: skip
-            await http.post(f"{self.url}/v2/repository/models/{name}/load")
+            self._caught_up[key] = now
+            log.info("%s v%d serves in the repository but is not loaded on %s: loading", name,
+                     version, url)  # fmt: skip
+            await http.post(f"{url}/v2/repository/models/{name}/load")
 
-    async def check(self, http: httpx.AsyncClient) -> None:
-        index = (await http.post(f"{self.url}/v2/repository/index", json={})).json()
+    @staticmethod
+    async def _index(
+        http: httpx.AsyncClient, url: str
+    ) -> tuple[dict[str, set[str]], dict[str, set[int]]]:
+        """(model -> states, model -> READY versions) of the Triton at ``url``."""
+        index = (await http.post(f"{url}/v2/repository/index", json={})).json()
         states: dict[str, set[str]] = {}
-        for entry in index:
-            states.setdefault(entry["name"], set()).add(entry.get("state", ""))
-        unloaded = {n for n, s in states.items() if not s & {"READY", *BUSY}}
         loaded: dict[str, set[int]] = {}
         for entry in index:
+            states.setdefault(entry["name"], set()).add(entry.get("state", ""))
             if entry.get("state") == "READY" and str(entry.get("version", "")).isdigit():
                 loaded.setdefault(entry["name"], set()).add(int(entry["version"]))
+        return states, loaded
+
+    async def _peers(self, http: httpx.AsyncClient, loaded: dict[str, set[int]]) -> None:
+        """Catch every peer up; keep in ``loaded`` what all the peers that answer have (one
+        that does not answer is not ready, so no request reaches it either)."""
+        assert self.peers is not None
+        for url in await asyncio.to_thread(self.peers):
+            if url == self.url:
+                continue
+            try:
+                states, theirs = await self._index(http, url)
+                await self._catch_up(http, url, states, theirs)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.debug("Triton peer %s skipped: %s", url, exc)
+                continue
+            for name in loaded:
+                loaded[name] &= theirs.get(name, set())
+
+    async def check(self, http: httpx.AsyncClient) -> None:
+        states, loaded = await self._index(http, self.url)
+        unloaded = {n for n, s in states.items() if not s & {"READY", *BUSY}}
+        await self._catch_up(http, self.url, states, loaded)
+        if self.peers is not None:
+            await self._peers(http, loaded)
         self.loaded = loaded
-        await self._catch_up(http, states, loaded)
         crashed = self.stubs.dead_stubs() if self.stubs else set()
         reported, self._reported = self._reported, {}
         failing = {m for m, t in reported.items() if m in states and t > self._reloaded.get(m, 0)}

@@ -74,6 +74,15 @@ def test_the_overlays_differ_where_they_should():
     # gRPC balanced per call: a headless Service lists every gateway pod
     grpc = by_kind(gpu, "Service")["rtmserve-gateway-grpc"]
     assert grpc["spec"]["clusterIP"] == "None"
+    # every Triton pod, for the keepers: a headless Service over the Triton pods
+    env = {e["name"]: e.get("value") for e in gateway_gpu["env"]}
+    host, port = env["RTMSERVE_TRITON_PEERS"].split(":")
+    peers = by_kind(gpu, "Service")[host]
+    triton_pods = by_kind(gpu, "Deployment")["rtmserve-triton"]["spec"]["template"]["metadata"]
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["selector"].items() <= triton_pods["labels"].items()
+    assert int(port) in {p["port"] for p in peers["spec"]["ports"]}
+    assert "RTMSERVE_TRITON_PEERS" not in {e["name"] for e in gateway_cpu["env"]}
 
 
 def test_commands_and_settings_are_the_services_own():
