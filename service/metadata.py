@@ -27,6 +27,7 @@ from service.core.specs import ModelSpec, spec_from_dict
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_FILE = "source.json"
 RECORD_FILE = "rtmserve.json"
+ONNX_FILE = "model.onnx"  # each version's network: <repository>/<model>/<version>/model.onnx
 DEFAULTS_FILE = "defaults.json"  # repository level: which models serve when none is named
 
 

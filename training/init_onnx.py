@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 from torch import Tensor, nn
 
 
@@ -37,19 +37,33 @@ def _conv_order(module: nn.Module, sample: Tensor) -> list[str]:
     return order
 
 
+def onnx_constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and ``Constant`` node outputs by name: exporters put weights in either."""
+    consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            attr = node.attribute[0]
+            value = helper.get_attribute_value(attr)
+            consts[node.output[0]] = (
+                numpy_helper.to_array(value) if attr.name == "value" else np.asarray(value)
+            )
+    return consts
+
+
 def load_folded_convs(
-    module: nn.Module, onnx_path: str | Path, sample: Tensor
+    module: nn.Module, onnx_path: str | Path, sample: Tensor, exact: bool = False
 ) -> dict[str, Tensor]:
     """Copy the first convolutions of ``onnx_path`` (graph order) into ``module`` (forward order).
 
     Returns the folded bias of each conv that is followed by a BN in ``module`` (to be
     restored by :func:`rebuild_batchnorms`); convs with their own bias get it directly.
+    ``exact``: the file must have no more convolutions than ``module`` (a whole model).
     """
     proto = onnx.load(str(onnx_path))
-    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    inits = onnx_constants(proto)
     onnx_convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     order = _conv_order(module, sample)
-    if len(onnx_convs) < len(order):
+    if len(onnx_convs) < len(order) or (exact and len(onnx_convs) != len(order)):
         raise ValueError(f"{onnx_path} has {len(onnx_convs)} convolutions, need {len(order)}")
     modules = dict(module.named_modules())
     folded: dict[str, Tensor] = {}

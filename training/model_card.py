@@ -47,6 +47,15 @@ def _rows(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _init_label(cfg: dict[str, Any]) -> str:
+    """Runs before full ONNX imports recorded no notes: their init was RTMDet-nano's backbone."""
+    if not cfg.get("init"):
+        return "scratch"
+    if cfg.get("notes", {}).get("init", {}).get("imported") == "whole model":
+        return f"whole model ({cfg['init']})"
+    return "RTMDet-nano backbone"
+
+
 def run_summary(run: Path) -> dict[str, Any]:
     cfg = json.loads((run / "config.json").read_text())
     rows = _rows(run)
@@ -55,7 +64,7 @@ def run_summary(run: Path) -> dict[str, Any]:
     return {
         "run": run.name,
         "variant": cfg["variant"],
-        "init": "RTMDet-nano backbone" if cfg.get("init") else "scratch",
+        "init": _init_label(cfg),
         "input": f"{cfg['input_size'][1]}x{cfg['input_size'][0]}",
         "augment": cfg["augment"],
         "epochs": len(rows),

@@ -1,6 +1,8 @@
 """Train (or fine-tune) RTMPose on COCO-format data with the paper's recipe.
 
     python -m training.train DATA_DIR [DATA_DIR ...] --out runs/NAME --variant t --epochs 60
+    python -m training.train DATA_DIR --out runs/NAME --init served:rtmserve-pose-n \\
+        --augment none --freeze-bn --lr 1e-4 --epochs 6     # fine-tune the served model
 
 KL SimCC loss, AdamW, warm-up + flat + cosine schedule, EMA weights, two-stage augmentation
 (the last epochs weaker), mixed precision on CUDA. Deterministic for a seed: the data order is
@@ -13,12 +15,13 @@ appends a line to ``metrics.jsonl``; the EMA weights are what gets evaluated and
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +36,24 @@ from service.progress import progress_bar
 from training.augment import NONE, STAGE1, STAGE2, Augment, make_sample
 from training.dataset import Instance, load_instances, split_images
 from training.evaluate import EvalReport, evaluate, torch_estimator
+from training.import_onnx import (
+    PoseExport,
+    check_build_args,
+    import_summary,
+    inspect_pose_export,
+    is_pose_export,
+    load_pose_export,
+)
 from training.init_onnx import init_backbone_from_onnx
 from training.loss import kl_discrete_loss
-from training.models.rtmpose import RTMPose, build_rtmpose, load_official_state_dict
+from training.models.rtmpose import (
+    DEFAULT_INPUT_SIZE,
+    RTMPose,
+    build_rtmpose,
+    load_official_state_dict,
+)
 from training.optim import ModelEMA, build_optimizer, lr_factor
+from training.served import served_onnx
 from training.targets import simcc_targets
 
 
@@ -44,14 +61,18 @@ from training.targets import simcc_targets
 class TrainConfig:
     data: list[str]
     out: str
-    variant: str = "t"
-    input_size: tuple[int, int] = (192, 256)
-    init: str | None = None  # "onnx:FILE" (backbone of an export) | "checkpoint:FILE" (mmpose)
+    variant: str | None = None  # None: "t", or the variant of a whole-model --init export
+    input_size: tuple[int, int] | None = None  # (w, h); None: (192, 256), or the export's
+    # "onnx:FILE" (a whole RTMPose export, or a detector's backbone) | "served:NAME[:VERSION]"
+    # (the ONNX a model repository serves) | "checkpoint:FILE" (mmpose)
+    init: str | None = None
+    model_repository: str | None = None  # for served: (default: the service's)
     epochs: int = 60
     batch_size: int = 64
     lr: float | None = None  # default: 4e-3 per 256 samples, the RTMPose setting
     weight_decay: float = 0.05
     clip_grad: float | None = None  # max gradient norm (stabilises higher learning rates)
+    freeze_bn: bool = False  # BN statistics fixed (eval mode): fine-tuning on little data
     warmup_iters: int = 1000
     stage2_epochs: int | None = None  # default: the paper's 30 of 420 epochs, scaled
     augment: str = "strong"  # "strong" (the paper's) | "light" (stage 2 throughout) | "none"
@@ -130,9 +151,48 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def calibration_crops(
+    instances: list[Instance], input_size: tuple[int, int], n: int = 16
+) -> torch.Tensor:
+    """Un-augmented, normalised crops of real people, spread over ``instances``: what BN
+    statistics of an ONNX initialisation are measured on and an import is verified on."""
+    crops = []
+    for i in range(n):
+        inst = instances[(i * 7919) % len(instances)]
+        image = cv2.imread(str(inst.image))
+        rng = np.random.default_rng(i)
+        crop, _, _ = make_sample(image, inst.bbox, inst.keypoints, input_size, NONE, rng)
+        crops.append(torch.from_numpy(to_input_tensor(crop, RGB_MEAN, RGB_STD, to_rgb=True)[0]))
+    return torch.stack(crops)
+
+
+def resolve_init(cfg: TrainConfig) -> tuple[TrainConfig, PoseExport | None, dict[str, Any]]:
+    """Settle what ``cfg.init`` names before anything is built: a whole RTMPose export fixes
+    the variant and input size (a different ``--variant``/``--input-size`` is refused)."""
+    kind, _, arg = (cfg.init or "").partition(":")
+    export, notes = None, {}
+    if kind == "served":
+        path, notes = served_onnx(arg, cfg.model_repository)
+        export = inspect_pose_export(path)  # a served detector: NotAPoseExportError
+    elif kind == "onnx" and is_pose_export(arg):
+        export = inspect_pose_export(arg)
+    elif cfg.init and kind not in ("onnx", "checkpoint"):
+        raise ValueError(
+            f"--init must be onnx:FILE, served:NAME[:VERSION] or checkpoint:FILE, got {cfg.init!r}"
+        )
+    if export is None:
+        size = tuple(cfg.input_size or DEFAULT_INPUT_SIZE)
+        return replace(cfg, variant=cfg.variant or "t", input_size=size), None, notes
+    check_build_args(export, cfg.variant, cfg.input_size)
+    return replace(cfg, variant=export.variant, input_size=export.input_size), export, notes
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, log: bool = True) -> None:
-        self.cfg = cfg
+        self.cfg, self.init_export, init_notes = resolve_init(cfg)
+        cfg = self.cfg
+        assert cfg.variant is not None and cfg.input_size is not None
+        self.input_size: tuple[int, int] = (int(cfg.input_size[0]), int(cfg.input_size[1]))
         self.log = log
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +200,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         self.train_instances, self.val_dir, self.val_ids = self._data()
-        self.dataset = TopDownDataset(self.train_instances, tuple(cfg.input_size), cfg.seed)
+        self.dataset = TopDownDataset(self.train_instances, self.input_size, cfg.seed)
         self.sampler = EpochSampler(len(self.dataset), cfg.seed)
         self.iters_per_epoch = len(self.dataset) // cfg.batch_size
         if self.iters_per_epoch == 0:
@@ -150,8 +210,9 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.model: RTMPose = build_rtmpose(cfg.variant, tuple(cfg.input_size))
-        self._initialise()
+            k = self.init_export.num_keypoints if self.init_export else 17
+            self.model: RTMPose = build_rtmpose(cfg.variant, self.input_size, k)
+        self._initialise(init_notes)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.base_lr, cfg.weight_decay)
         self.ema = ModelEMA(self.model, cfg.ema_momentum)
@@ -175,33 +236,27 @@ class Trainer:
             instances += load_instances(d, train_ids if held_out and train_ids else None)
         return instances, val_dir, val_ids
 
-    def _initialise(self) -> None:
+    def _initialise(self, notes: dict[str, Any]) -> None:
+        """Load the starting weights and record what they were in the config's ``notes`` (and
+        so in checkpoints, exports and the registered version's recipe)."""
         init = self.cfg.init
         if not init:
             return
         kind, _, path = init.partition(":")
-        if kind == "onnx":
-            calibration = torch.stack([self.dataset_sample_for_calibration(i) for i in range(16)])
+        if self.init_export is not None:
+            calibration = calibration_crops(self.train_instances, self.input_size)
+            diff = load_pose_export(self.model, self.init_export, calibration)
+            notes |= import_summary(self.init_export, diff)
+        elif kind == "onnx":
+            calibration = calibration_crops(self.train_instances, self.input_size)
             init_backbone_from_onnx(self.model.backbone, path, calibration)
-        elif kind == "checkpoint":
+            notes |= {"file": path, "imported": "backbone"}
+        else:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             load_official_state_dict(self.model, ckpt)
-        else:
-            raise ValueError(f"--init must be onnx:FILE or checkpoint:FILE, got {init!r}")
-
-    def dataset_sample_for_calibration(self, i: int) -> torch.Tensor:
-        """Un-augmented crops of real people (BN statistics for an ONNX initialisation)."""
-        inst = self.train_instances[(i * 7919) % len(self.train_instances)]
-        image = cv2.imread(str(inst.image))
-        crop, _, _ = make_sample(
-            image,
-            inst.bbox,
-            inst.keypoints,
-            tuple(self.cfg.input_size),
-            NONE,
-            np.random.default_rng(i),
-        )
-        return torch.from_numpy(to_input_tensor(crop, RGB_MEAN, RGB_STD, to_rgb=True)[0])
+            notes |= {"file": path, "imported": "whole model"}
+        notes["sha256"] = hashlib.sha256(Path(notes["file"]).read_bytes()).hexdigest()
+        self.cfg = replace(self.cfg, notes={**self.cfg.notes, "init": {"spec": init, **notes}})
 
     def _augment_for(self, epoch: int) -> Augment:
         if self.cfg.augment == "none":
@@ -217,6 +272,10 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = self.cfg.base_lr * factor
         self.model.train()
+        if self.cfg.freeze_bn:  # the imported network's statistics, not each batch's
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         with torch.autocast(self.device.type, enabled=self.autocast):
             pred = self.model(x)
         loss = kl_discrete_loss(pred, (tx, ty), w)
@@ -268,7 +327,7 @@ class Trainer:
     def evaluate(self) -> EvalReport | None:
         if self.val_dir is None:
             return None
-        spec = PoseSpec(input_size=tuple(self.cfg.input_size))
+        spec = PoseSpec(input_size=self.input_size)
         return evaluate(
             self.val_dir, (spec, torch_estimator(self.ema.module)), image_ids=self.val_ids
         )
@@ -341,14 +400,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", nargs="+", help="COCO-format folders (images/ + keypoints JSON)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
     p.add_argument(
-        "--variant", default="t", help="t, s, m, l (RTMPose) or n (RTMDet-nano backbone)"
+        "--variant",
+        help="t, s, m, l (RTMPose) or n (RTMDet-nano backbone); default t, or the --init export's",
     )
-    p.add_argument("--input-size", type=int, nargs=2, default=(192, 256), metavar=("W", "H"))
-    p.add_argument("--init", help="onnx:FILE (backbone of an exported model) or checkpoint:FILE")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("W", "H"),
+        help="default 192 256, or the --init export's",
+    )  # fmt: skip
+    p.add_argument(
+        "--init",
+        help="onnx:FILE: every weight of an RTMPose export (checked against onnxruntime), or the "
+        "backbone of a detector's; served:NAME[:VERSION]: the ONNX the model repository serves "
+        "for NAME (its serving version by default), imported whole; checkpoint:FILE (mmpose)",
+    )
+    p.add_argument(
+        "--model-repository",
+        help="runtime model repository for --init served: (default: the service's, "
+        "$RTMSERVE_REPOSITORY or $RTMSERVE_HOME/repository)",
+    )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float)
     p.add_argument("--clip-grad", type=float, help="max gradient norm")
+    p.add_argument(
+        "--freeze-bn", action="store_true",
+        help="keep BN statistics fixed: fine-tuning a whole imported model on a small set",
+    )  # fmt: skip
     p.add_argument("--augment", choices=("strong", "light", "none"), default="strong")
     p.add_argument("--stage2-epochs", type=int)
     p.add_argument("--holdout", type=float, default=0.0)
@@ -363,14 +440,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
     a = p.parse_args(argv)
     cfg = TrainConfig(
-        data=a.data, out=a.out, variant=a.variant, input_size=tuple(a.input_size), init=a.init,
+        data=a.data, out=a.out, variant=a.variant, init=a.init,
+        input_size=tuple(a.input_size) if a.input_size else None,
+        model_repository=a.model_repository,
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, clip_grad=a.clip_grad,
+        freeze_bn=a.freeze_bn,
         augment=a.augment,
         stage2_epochs=a.stage2_epochs, holdout=a.holdout, val=a.val, eval_every=a.eval_every,
         seed=a.seed, workers=a.workers, threads=a.threads, device=a.device, amp=not a.no_amp,
         max_iters=a.max_iters,
     )  # fmt: skip
-    trainer = Trainer(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except ValueError as exc:  # a wrong --init, --variant or --input-size: say so plainly
+        p.error(str(exc))
     if a.resume:
         trainer.load(Path(a.out) / "last.pth")
     trainer.fit()

@@ -27,6 +27,7 @@ from service.core.specs import (
     PoseSpec,
 )
 from service.metadata import (
+    ONNX_FILE,
     RECORD_FILE,
     ModelRecord,
     onnx_input_batch,
@@ -38,7 +39,6 @@ from service.settings import ServingOptions
 
 from .configs import render_model, render_pipeline, templates_dir
 
-ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"  # a TensorRT engine, built by deploy/tensorrt/build_engines.py
 TRT_CACHE = "trt-cache"  # beside the repository: engines the TensorRT provider builds
 PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"

@@ -42,7 +42,8 @@ def test_readme_run_command_serves_the_shipped_model_as_version_1(default_servic
     photo = load_instances(COCO_VAL)[0].image
     answer = httpx.post(f"{default_service.http}/v1/pose", content=photo.read_bytes(), timeout=120)
     assert answer.json()["models"]["pose"] == {
-        "name": CARD["name"], "version": 1, "trained": True, "warning": answer.json()["warnings"][0]
+        "name": CARD["name"], "version": 1, "trained": True,
+        "warning": answer.json()["warnings"][0], "role": "live",
     }  # fmt: skip
     assert "NOT the official RTMPose" in answer.json()["warnings"][0]
 
