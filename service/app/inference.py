@@ -40,9 +40,11 @@ async def infer(
     image: np.ndarray | bytes,
     detector: ServedModel | None,
     pose: ServedModel | None,
+    probe: bool = False,
     **options: Any,
 ) -> PipelineResult:
-    """``options``: the rest of a ``PipelineRequest`` (threshold, boxes, tracks...)."""
+    """``options``: the rest of a ``PipelineRequest`` (threshold, boxes, tracks...);
+    ``probe``: the readiness probe's, which no trial counts or copies."""
     request = PipelineRequest(image, ref(detector), ref(pose), **options)
     sent = time.monotonic()
     try:
@@ -63,6 +65,6 @@ async def infer(
         if services.keeper is not None:  # a crashed Python-backend stub: reload its model
             services.keeper.report(model, sent)
         raise ServiceUnavailable(f"{model} is restarting: {message}", retry_after=1) from exc
-    if services.trials is not None:  # a candidate on trial may get a copy, off this path
+    if services.trials is not None and not probe:  # a candidate on trial may get a copy
         services.trials.after(image, pose, result, options)
     return result

@@ -37,7 +37,7 @@ async def _probe(services: Services, detector: ServedModel | None, pose: ServedM
             return state.problem
         try:
             result = await infer(
-                services, PROBE_IMAGE, detector, pose,
+                services, PROBE_IMAGE, detector, pose, probe=True,
                 tracks=PROBE_TRACKS, track_thresholds=(0.4, 0.7),
             )  # fmt: skip
             poses = result.keypoints

@@ -96,6 +96,26 @@ def test_video_render_mp4_has_every_frame_drawn(service):
             assert lit[max(y1 - 2, 0) : y2 + 3, max(x1 - 2, 0) : x2 + 3].any()
 
 
+def test_video_render_of_a_corrupt_video_draws_the_frames_that_decode(service):
+    """Frames that do not decode are left out of the drawing; the rest are drawn and the
+    answer is still a playable MP4 (the NDJSON answer of the same bytes says which failed)."""
+    data = bytearray(write_video(clip_images(30), "mp4", "libx264", bf="0"))
+    middle = len(data) // 2
+    for i in range(middle, middle + 3000, 5):
+        data[i] ^= 0x5A
+    lines = httpx.post(f"{service.http}/v1/pose/video", content=bytes(data), timeout=300).text
+    results = [FrameResult.model_validate_json(x) for x in lines.splitlines()]
+    failed = [r.frame_index for r in results if r.error]
+    assert len(results) == 30 and failed
+    r = httpx.post(f"{service.http}/v1/pose/video", content=bytes(data), timeout=300,
+                   params={"render": "mp4"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(r.content)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 30 - len(failed)
+
+
 def test_cli_renders_a_photo_and_a_video(service, coco_images, tmp_path):
     out = tmp_path / "drawn.png"
     run = subprocess.run([RTMSERVE, "render", str(coco_images[PHOTO]), "-o", str(out), "--http",

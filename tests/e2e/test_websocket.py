@@ -5,15 +5,17 @@ queues them)."""
 from __future__ import annotations
 
 import json
+import socket
 
 import cv2
 import pytest
 from websockets.sync.client import connect
 
 from rtmserve.client.grpc import SourceFrame, frame_result, stream
+from rtmserve.launch import wait_until
 from service.app.schemas import FrameResult
 from service.grpc.gen import pose_pb2 as pb
-from tests.support.streaming import clip_images
+from tests.support.streaming import clip_images, runtime, wait_released
 
 FRAMES = 24
 FPS = 28.0
@@ -89,3 +91,28 @@ def test_bad_config_and_bad_frames_are_reported(service, jpegs):
         assert bad.error is not None and bad.error.code == "unsupported_media_type"
         ws.send(jpegs[0])  # the stream goes on
         assert FrameResult.model_validate_json(ws.recv(timeout=60)).error is None
+
+
+def test_a_client_that_vanishes_mid_stream_releases_everything(service, jpegs):
+    """The TCP connection dies under an open session (no close frame): the server ends the
+    session, frees its stream slot and tasks, and the next client is served."""
+    with connect(ws_url(service), max_size=None) as warm:  # the worker threads a session uses
+        warm.send("{}")
+        warm.send(jpegs[0])
+        warm.recv(timeout=60)
+    wait_until(lambda: runtime(service)["streams"] == 0, 60, "earlier streams to end")
+    baseline = runtime(service)
+    with connect(ws_url(service), max_size=None) as ws:
+        ws.send("{}")
+        for data in jpegs[:2]:
+            ws.send(data)
+            assert FrameResult.model_validate_json(ws.recv(timeout=60)).error is None
+        assert runtime(service)["streams"] == 1
+        ws.send(jpegs[2])  # a frame in flight when the client vanishes
+        ws.socket.shutdown(socket.SHUT_RDWR)  # no close frame: the connection just dies
+        ws.socket.close()
+    wait_released(service, baseline, "the vanished WebSocket session")
+    with connect(ws_url(service), max_size=None) as again:
+        again.send("{}")
+        again.send(jpegs[0])
+        assert FrameResult.model_validate_json(again.recv(timeout=60)).error is None
