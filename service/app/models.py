@@ -96,13 +96,11 @@ class ModelIndex:
             return None
         return trial if trial is not None and self._here(name, trial.version) else None
 
-    def candidate(self, name: str, role: str) -> ServedModel | None:
-        trial = self.trial(name)
-        if trial is None:
-            return None
-        record = self.records.get(name)
+    def candidate(self, trial: Trial, role: str) -> ServedModel:
+        """The trial's candidate as it answers (``canary``) or gets copies (``shadow``)."""
+        record = self.records.get(trial.name)
         v = trial.version
-        return ServedModel(name, v, record.task, record.parsed_spec, record.versions[v], role)
+        return ServedModel(trial.name, v, record.task, record.parsed_spec, record.versions[v], role)
 
     def record(self, name: str) -> ModelRecord:
         if not re.match(MODEL_NAME, name):  # never a path outside the repository
@@ -147,8 +145,9 @@ class ModelIndex:
         default person detector. A canary on trial answers its share of requests (``stream``:
         a whole stream, so its tracks never change version midway)."""
         pose = self.serving(pose_model, "pose") if keypoints else None
-        if pose is not None and self.canary(self.trial(pose.name), stream):
-            pose = self.candidate(pose.name, "canary") or pose
+        trial = self.trial(pose.name) if pose is not None else None
+        if trial is not None and self.canary(trial, stream):
+            pose = self.candidate(trial, "canary")
         if pose is not None and pose.one_stage:
             if detector:
                 raise InvalidParameter(

@@ -68,6 +68,7 @@ class Trial:
     rule: Rule | None
     live_version: int
     started: str
+    id: str
 
     @classmethod
     def of(cls, record: ModelRecord) -> Trial | None:
@@ -77,11 +78,11 @@ class Trial:
         rule = Rule(**c["rule"]) if c.get("rule") else None
         live = record.serving_version
         return cls(record.name, int(c["version"]), c["mode"], float(c["share"]), rule, live,
-                   str(c.get("started", "")))  # fmt: skip
+                   str(c.get("started", "")), str(c.get("id", "")))  # fmt: skip
 
     @property
     def key(self) -> tuple[str, int, str]:
-        return self.name, self.version, self.started
+        return self.name, self.version, self.id
 
 
 class ShareCounter:
@@ -155,10 +156,10 @@ class Trials:
         if pose.role == CANARY:  # the candidate answered: the live version gets the copy
             other = self.index.serving(pose.name, "pose")
         elif trial.mode == SHADOW and self.counter.pick((*trial.key, "copy"), trial.share):
-            other = self.index.candidate(pose.name, SHADOW)
+            other = self.index.candidate(trial, SHADOW)
         else:
             return
-        if other is None or other.version == pose.version:
+        if other.version == pose.version:
             return
         if not self.workers:
             self.workers = [
@@ -275,11 +276,11 @@ class Trials:
         for key in list(self.stats):
             if active.get(key[0]) is None or active[key[0]].key != key:
                 self.stats.pop(key)  # the trial ended: its figures are in the record
-                self.dirty.discard(key)
-        for key in sorted(self.dirty):
+        # a copy that finishes after its trial ended marks a key with no figures any more
+        dirty, self.dirty = self.dirty & self.stats.keys(), set()
+        for key in sorted(dirty):
             name, version, _ = key
             write_trial_stats(self.repository, name, version, self.replica, self.stats[key])
-        self.dirty.clear()
         for trial in active.values():
             if trial.rule is None:
                 continue

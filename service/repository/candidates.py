@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from service.metadata import ModelRecord, read_record, write_atomic
 from service.settings import ServingOptions
 from service.triton.control import TritonControl
 
-from .install import ONNX_FILE, save, set_serving_version
+from .install import ONNX_FILE, save, switch_serving
 
 MODES = ("shadow", "canary")
 TRIALS_DIR = "trials"  # not a number: Triton ignores it
@@ -198,6 +199,7 @@ def start_trial(
             "rule": asdict(rule) if rule else None,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "live_version": record.serving_version,
+            "id": uuid.uuid4().hex[:12],  # tells two trials of one version apart
         }
         record.versions[version]["state"] = mode
         save(repository, record, options)  # configs list it: Triton may load it
@@ -242,13 +244,12 @@ def end_trial(
         )
         record.candidate = None
         if outcome == PROMOTED:
-            save(repository, record, options)
-            record = set_serving_version(repository, name, version, options)
+            switch_serving(record, version)
         elif outcome == DROPPED:
-            meta["state"] = DROPPED
-            save(repository, record, options)  # configs no longer list it: Triton unloads it
+            meta["state"] = DROPPED  # configs no longer list it: Triton unloads it
         else:
             raise TrialError(f"outcome must be {PROMOTED} or {DROPPED}, got {outcome!r}")
+        save(repository, record, options)
     if triton is not None:
         triton.load(name)
     return record

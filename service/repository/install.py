@@ -141,7 +141,7 @@ def install_model(
         record.versions[version] = meta
         record.spec = spec.to_dict()
         if serve:
-            _switch(record, version)
+            switch_serving(record, version)
     _write_configs(model_dir, _render(repository, record, options))
     crash_point("configs")
     write_record(model_dir, record)
@@ -165,7 +165,8 @@ def _with_batch(spec: ModelSpec, onnx_file: Path) -> ModelSpec:
     return replace(spec, max_batch=1)
 
 
-def _switch(record: ModelRecord, version: int) -> None:
+def switch_serving(record: ModelRecord, version: int) -> None:
+    """``version`` serves now (in memory: the caller saves); the one before stays loaded."""
     if version != record.serving_version:
         record.previous_version = record.serving_version
     record.serving_version = version
@@ -180,7 +181,7 @@ def set_serving_version(
     record = read_record(repository / name)
     if version not in record.versions:
         raise KeyError(f"{name} has no version {version} (has {sorted(record.versions)})")
-    _switch(record, version)
+    switch_serving(record, version)
     save(repository, record, options)
     return record
 

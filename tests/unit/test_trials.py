@@ -3,6 +3,7 @@ operations (start, promote, drop) on a real runtime repository in a temporary fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.app.trials import ShareCounter, Trial
+from service.app.models import ModelIndex
+from service.app.trials import ShareCounter, Trial, Trials
 from service.core.agreement import agreement
 from service.core.keypoints import COCO_SIGMAS
 from service.core.specs import PoseSpec
@@ -160,3 +162,34 @@ def test_drop_unloads_the_candidate_and_refusals_are_clear(repository):
     record = read_record(repository / "pose")
     assert record.serving_version == 1 and loaded_versions(record) == [1]
     assert record.versions[3]["state"] == DROPPED
+
+
+def test_a_copy_that_finishes_after_its_trial_ended_leaves_the_bookkeeping_working(tmp_path):
+    """The figures of an ended trial are dropped; a copy of it finishing later (marking it
+    changed) must neither write them back nor stop the next trials' figures and rules."""
+    settings = Settings(home=tmp_path)
+    options = settings.serving_options
+    repo = settings.repository_dir
+    spec = PoseSpec(input_size=(96, 128))
+    for _ in range(2):
+        install_model(repo, "pose", spec, SHIPPED, {"trained": True}, options, serve=False)
+    start_trial(repo, "pose", 2, "shadow", 0.5, options, None)
+    index = ModelIndex(settings)
+    trials = Trials(settings, index, client=None)
+    trial = index.trial("pose")
+    trials.stats[trial.key] = TrialStats(compared=1, oks_sum=1.0)
+    trials.dirty.add(trial.key)
+    asyncio.run(trials.flush())
+    assert read_trial_stats(repo, "pose", 2).compared == 1
+    end_trial(repo, "pose", DROPPED, options, None)
+    asyncio.run(trials.flush())  # the trial ended: its figures go
+    assert trial.key not in trials.stats
+    trials.dirty.add(trial.key)  # a late copy's ``finally``
+    asyncio.run(trials.flush())
+    assert not trials.dirty and trial.key not in trials.stats
+    start_trial(repo, "pose", 2, "shadow", 0.5, options, None)  # the next trial counts afresh
+    again = index.trial("pose")
+    trials.stats[again.key] = TrialStats(compared=3, oks_sum=3.0)
+    trials.dirty.add(again.key)
+    asyncio.run(trials.flush())
+    assert read_trial_stats(repo, "pose", 2).compared == 3
