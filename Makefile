@@ -27,8 +27,12 @@ serve: install-serve
 system-deps:
 	./tools/install-system-deps.sh
 
+# The wheels each container image's pip lines install (read from the Dockerfiles), so that
+# tests/e2e/test_image_environments.py builds those environments offline.
+WHEELHOUSE := .wheelhouse
 install-test: $(BIN)/python system-deps
 	$(PIP_INSTALL) -e ".[serve,train,dev]"
+	$(BIN)/python -m tests.support.images $(WHEELHOUSE)
 
 test: install-test
 	$(BIN)/ruff check .

@@ -27,9 +27,10 @@ import cv2
 import numpy as np
 from _report import write_report
 
+from service.core.contract import io_names
 from service.core.local import LocalPipeline
 from service.core.pipeline import TopDownResult, run_topdown
-from service.core.specs import DetectorSpec, PoseSpec
+from service.core.specs import DetectorSpec, ModelSpec, PoseSpec
 from service.metadata import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,18 +129,37 @@ def _output_allocator(trt, torch):
     return OutputAllocator()
 
 
+def max_batch(spec: ModelSpec) -> int:
+    """What the engine's profile spans: a detector and a batch-1 export take one at a time."""
+    return 1 if isinstance(spec, DetectorSpec) else spec.max_batch
+
+
+def engine_profile(builder, task: str, spec: ModelSpec):
+    """The profile build_engines.py builds for this model: the input name (``images`` for
+    Megvii's YOLOX) and the batch limits from the ONNX contract, not assumed."""
+    input_name, _ = io_names(spec)
+    return builder.profile_for(task, spec.input_size, input_name, max_batch(spec))
+
+
+def batches_for(spec: PoseSpec) -> list[int]:
+    return [b for b in BATCHES if b <= max_batch(spec)]
+
+
 class TrtPipeline:
     """The service's flow (``service.core.pipeline``) with TensorRT engines for the networks."""
 
     def __init__(self, detector: tuple[Engine, DetectorSpec], pose: tuple[Engine, PoseSpec]):
         (self.det, self.det_spec), (self.pose, self.pose_spec) = detector, pose
+        self.det_input, self.pose_input = io_names(self.det_spec)[0], io_names(self.pose_spec)[0]
+        self.chunk = max_batch(self.pose_spec)
 
-    def _detect(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dets, labels = self.det(input=x)
-        return dets, labels
+    def _detect(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.det(**{self.det_input: x}))
 
     def _estimate(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self.pose(input=crops[i : i + 64]) for i in range(0, len(crops), 64)]
+        step = self.chunk
+        parts = [self.pose(**{self.pose_input: crops[i : i + step]})
+                 for i in range(0, len(crops), step)]  # fmt: skip
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def __call__(self, image: np.ndarray) -> TopDownResult:
@@ -151,10 +171,11 @@ class TrtPipeline:
 def crops_per_s(engine: Engine, spec: PoseSpec, batch: int, seconds: float) -> float:
     w, h = spec.input_size
     crops = np.random.default_rng(0).standard_normal((batch, 3, h, w), np.float32)
-    engine(input=crops)  # warm-up
+    feed = {io_names(spec)[0]: crops}
+    engine(**feed)  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        engine(input=crops)
+        engine(**feed)
         done += batch
     return done / (time.perf_counter() - start)
 
@@ -236,7 +257,7 @@ def main() -> int:
                 ("pose", pose_onnx, pose_spec, "pose"),
             ):
                 plans[name] = Path(tmp) / f"{name}-{precision}.plan"
-                profile = builder.profile_for(task, spec.input_size)
+                profile = engine_profile(builder, task, spec)
                 builder.build_engine(onnx, plans[name], profile, precision == "fp16")
             pose_engine = Engine(plans["pose"])
             pipeline = TrtPipeline((Engine(plans["detector"]), det_spec), (pose_engine, pose_spec))
@@ -244,7 +265,7 @@ def main() -> int:
             report["precisions"][precision] = {
                 "crops_per_s": {
                     b: round(crops_per_s(pose_engine, pose_spec, b, args.seconds), 1)
-                    for b in BATCHES
+                    for b in batches_for(pose_spec)
                 },
                 "images_per_s": round(rate, 2),
                 "persons_per_image": statistics.mean(len(r.boxes) for r in results),

@@ -1,12 +1,15 @@
-"""Build TensorRT engines (``model.plan``) for the ONNX models of an rtmserve model repository.
+"""Build TensorRT engines (plans) for the ONNX models of an rtmserve model repository.
 
     python3 build_engines.py --repository /var/lib/rtmserve/repository [--precision fp16|fp32]
-                             [--models rtmpose-m ...] [--force]
+                             [--models rtmpose-m ...] [--force] [--compute-capability 8.6]
 
-Each version folder holding ``model.onnx`` gets ``model.plan`` beside it, which Triton serves
-with ``--model-config-name=tensorrt``: ``rtmserve prepare`` (the compose ``models`` service, run
-by every ``docker compose up``) then renders ``configs/tensorrt.pbtxt`` for the plan of each
-model whose versions all have one, and for the ONNX (as the gpu config) otherwise. Pose
+Each version folder holding ``model.onnx`` gets a plan beside it named by this GPU's compute
+capability and this TensorRT (``model.sm86-trt10.7.0.plan``: ``service.core.plans``), so GPUs
+of several kinds can share one models volume and a plan never meets another TensorRT. Triton
+serves them with ``--model-config-name=tensorrt``: ``rtmserve prepare`` (the compose ``models``
+service, run by every ``docker compose up``) then renders ``configs/tensorrt.pbtxt`` listing,
+per compute capability, the plans built with the Triton release's TensorRT for every version,
+and the ONNX (as the gpu config) otherwise. Pose
 models get one optimisation profile over the batch (1 / 8 / 64: Triton's dynamic batcher merges
 crops up to ``max_batch_size`` 64), one-stage models (RTMO) over whole images (1 / 4 / 8);
 detectors run at batch 1. Engines are specific to the GPU and
@@ -14,8 +17,9 @@ the TensorRT version: build them on the serving machine with the TensorRT of the
 (``nvcr.io/nvidia/tensorrt:24.12-py3`` for Triton 24.12; docker-compose service ``engines``).
 
 Uses the ``tensorrt`` Python API when importable, else ``trtexec``. Standard library otherwise
-(it reads ``rtmserve.json`` as plain JSON), so it runs in the TensorRT image as it is. After
-building, each engine's inputs and outputs are checked against the model's ``config.pbtxt``.
+(it reads ``rtmserve.json`` as plain JSON and imports ``service.core.plans`` from the source
+tree it sits in), so it runs in the TensorRT image as it is. After building, each engine's
+inputs and outputs are checked against the model's ``config.pbtxt``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the source tree: service.core
+from service.core.plans import (
+    PlanKey,
+    local_compute_capability,
+    local_tensorrt,
+    tensorrt_release,
+)
 
 RECORD_FILE = "rtmserve.json"
 POSE_BATCH = (1, 8, 64)  # min / opt / max of the pose model's optimisation profile
@@ -165,6 +177,15 @@ def check_against_config(plan: Path, config: Path) -> list[str]:
     return problems
 
 
+def tensorrt_version() -> str | None:
+    """The TensorRT that builds here: the Python API's, else the image's."""
+    try:
+        import tensorrt
+    except ImportError:
+        return local_tensorrt()
+    return tensorrt_release(tensorrt.__version__)
+
+
 def version_dirs(model_dir: Path) -> list[Path]:
     return sorted(
         (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
@@ -178,8 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--models", nargs="*", help="only these models (default: all)")
     parser.add_argument("--force", action="store_true", help="rebuild existing engines")
+    parser.add_argument(
+        "--compute-capability", default=None, help="the GPU's, e.g. 8.6 (default: nvidia-smi)"
+    )
     args = parser.parse_args(argv)
 
+    cc, trt = args.compute_capability or local_compute_capability(), tensorrt_version()
+    if cc is None or trt is None:
+        missing = "the GPU's compute capability (nvidia-smi)" if cc is None else "TensorRT"
+        print(f"cannot name the plans: {missing} not found; give --compute-capability or run "
+              "this in the TensorRT image on the serving GPU", file=sys.stderr)  # fmt: skip
+        return 2
+    key = PlanKey(cc, trt)
+    print(f"building plans for {key}: {key.filename}", flush=True)
     failures = 0
     for record_path in sorted(args.repository.glob(f"*/{RECORD_FILE}")):
         record = json.loads(record_path.read_text())
@@ -196,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         # there; configs/tensorrt.pbtxt names the plan only once every version has one)
         config = record_path.parent / "config.pbtxt"
         for version in version_dirs(record_path.parent):
-            onnx, plan = version / "model.onnx", version / "model.plan"
+            onnx, plan = version / "model.onnx", version / key.filename
             if not onnx.exists() or (plan.exists() and not args.force):
                 continue
             print(f"{name} v{version.name}: {args.precision}, {profile}", flush=True)

@@ -58,9 +58,9 @@ async def check_readiness(services: Services, deep: bool = False) -> Readiness:
     client, index = services.client, services.index
     # read before asking Triton, which may answer only once a model (re)load is over
     repairing = set(services.keeper.repairing) if services.keeper else set()
-    triton = await client.server_ready()
+    triton = await client.server_live()
     checks: dict[str, bool] = {}
-    reason = None if triton else f"Triton at {client.url} is not ready"
+    reason = None if triton else "the inference server does not answer"  # no internal URL
     served: dict[str, ServedModel] = {}
     if triton:
         refs = [(PIPELINE_MODEL, 1)]

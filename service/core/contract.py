@@ -31,6 +31,7 @@ PIPELINE_MODEL = "pose_pipeline"
 # that answer clients, and the OS scheduler lets client requests go first
 COPY_PIPELINE_MODEL = "pose_pipeline_copy"
 COPY_PIPELINE_NICE = 10
+RECORD_FILE = "rtmserve.json"  # a model's record in the runtime repository (service.metadata)
 
 
 def io_names(spec: ModelSpec) -> tuple[str, tuple[str, ...]]:

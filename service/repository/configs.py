@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from service.core.contract import COPY_PIPELINE_MODEL, COPY_PIPELINE_NICE, PIPELINE_MODEL
 from service.core.fingerprint import fingerprint
+from service.core.plans import MISSING_PLAN
 from service.core.specs import DetectorSpec, ModelSpec, OneStageSpec, PoseSpec
 from service.settings import ServingOptions
 
@@ -127,15 +128,18 @@ def render_model(
     spec: ModelSpec,
     versions: list[int],
     options: ServingOptions,
-    plans: bool = False,
+    plans: dict[str, str] | None = None,
     cache_dir: str = "",
 ) -> dict[str, str]:
     """{relative path: text} for a detector or pose model folder.
 
-    ``plans``: every version listed has a TensorRT ``model.plan``; without them the TensorRT
-    config serves the ONNX as the GPU config does (Triton reads ``configs/tensorrt.pbtxt`` for
-    every model once it is named, so it must always work). ``cache_dir``: where the TensorRT
-    execution provider keeps its engines (on the models volume, to survive recreation).
+    ``plans``: {compute capability: plan file} for the GPUs every listed version has a TensorRT
+    plan for (``service.core.plans``); Triton loads the one for its GPU, and a GPU without one
+    finds no file (``MISSING_PLAN``) rather than another GPU's engine. Without plans the
+    TensorRT config serves the ONNX as the GPU config does (Triton reads
+    ``configs/tensorrt.pbtxt`` for every model once it is named, so it must always work).
+    ``cache_dir``: where the TensorRT execution provider keeps its engines (on the models
+    volume, to survive recreation).
     """
     kind = spec.kind
     if kind == "detector":
@@ -161,6 +165,9 @@ def render_model(
             policy.max_queue_size = options.triton_queue_size
             policy.default_timeout_microseconds = options.triton_queue_timeout_us
             policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        if config.platform == "tensorrt_plan":
+            config.default_model_filename = MISSING_PLAN
+            config.cc_model_filenames.update(plans or {})
         if rel != "config.pbtxt":  # the GPU configs
             _tensorrt_profile(config, cache_dir)
             _warmup(config)

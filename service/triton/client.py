@@ -137,9 +137,12 @@ class PipelineClient:
             continued=result.as_numpy("CONTINUED").reshape(-1),
         )
 
-    async def server_ready(self) -> bool:
+    async def server_live(self) -> bool:
+        """Triton answers. Not ``is_server_ready``: under ``--strict-readiness`` any version
+        still loading (a registration, minutes of TensorRT engine building) turns it false
+        while the serving versions answer; readiness asks for those by name instead."""
         try:
-            return bool(await self._call(self._client.is_server_ready(client_timeout=2)))
+            return bool(await self._call(self._client.is_server_live(client_timeout=2)))
         except (TritonUnavailable, TritonError):
             return False
 

@@ -10,30 +10,22 @@ record only), so nothing but G's keeper loads them on B.
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 
 from rtmserve.launch import free_port, start_service, wait_until
 from service.metadata import read_record
 from service.triton.embedded import EmbeddedTriton, TritonPorts
-from tests.support.cli import models_cli
-from tests.support.paths import REPO
+from tests.support.cli import models_cli, register_shipped_copy
 
 NAME = "peers-pose"
-SHIPPED = REPO / "models" / "rtmserve-pose-n" / "model.onnx"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def model(service, tmp_path_factory):
     """A model of its own in the session's repository, v1 loaded on Triton A."""
-    onnx = tmp_path_factory.mktemp("peers") / "model.onnx"
-    shutil.copyfile(SHIPPED, onnx)
-    r = models_cli(service, "register", NAME, str(onnx), "--like", "rtmpose-m")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return onnx
+    return register_shipped_copy(service, NAME, tmp_path_factory.mktemp("peers"))
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ class FakePipeline:
             person, keypoints, np.ones(4, np.float32), owner, np.zeros(0, np.int32)
         )
 
-    async def server_ready(self) -> bool:
+    async def server_live(self) -> bool:
         return self.ready
 
     async def model_ready(self, name: str, version: int | None = None) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from service.core import fingerprint
+from service.core.plans import PlanKey
 from service.core.specs import DetectorSpec, PoseSpec
 from service.metadata import read_record
 from service.repository.configs import render_model, render_pipeline
-from service.repository.install import PLAN_FILE, install_model, sync_configs
+from service.repository.install import install_model, sync_configs
 from service.settings import Settings
 from tests.support.paths import REPO, RTMDET_ONNX
 from tests.support.synthetic import write_synthetic_pose_onnx
@@ -60,17 +62,84 @@ def test_detector_runs_on_cuda_and_warms_up():
     ]
 
 
+HERE = PlanKey("8.6", "10.7.0")  # Triton 24.12's TensorRT (the default release)
+
+
 def test_the_tensorrt_config_names_plans_only_when_every_version_has_one(tmp_path):
     pose = write_synthetic_pose_onnx(tmp_path / "p.onnx")
     repo = repository_with(tmp_path, pose)
     tensorrt = repo / "pose" / "configs" / "tensorrt.pbtxt"
     assert parse(tensorrt.read_text()).platform == "onnxruntime_onnx"  # the ONNX, as gpu
-    (repo / "pose" / "1" / PLAN_FILE).write_bytes(b"engine")
+    (repo / "pose" / "1" / HERE.filename).write_bytes(b"engine")
     sync_configs(repo, "pose", OPTIONS)
     assert parse(tensorrt.read_text()).platform == "tensorrt_plan"
     install_model(repo, "pose", PoseSpec(), pose, {"trained": True}, OPTIONS)  # v2, no plan
     assert sorted(parse(tensorrt.read_text()).version_policy.specific.versions) == [1, 2]
     assert parse(tensorrt.read_text()).platform == "onnxruntime_onnx"
+
+
+def test_plans_are_keyed_by_gpu_and_tensorrt_and_only_fitting_ones_are_listed(tmp_path):
+    """Triton picks the plan of its GPU's compute capability; a GPU with none finds no file
+    (never another GPU's engine); a plan built by another TensorRT is never listed."""
+    repo = repository_with(tmp_path, write_synthetic_pose_onnx(tmp_path / "p.onnx"))
+    version = repo / "pose" / "1"
+    for key in (HERE, PlanKey("8.0", "10.7.0"), PlanKey("8.9", "10.3.0")):
+        (version / key.filename).write_bytes(b"engine")
+    sync_configs(repo, "pose", OPTIONS)
+    config = parse((repo / "pose" / "configs" / "tensorrt.pbtxt").read_text())
+    assert config.platform == "tensorrt_plan"
+    assert dict(config.cc_model_filenames) == {
+        "8.0": "model.sm80-trt10.7.0.plan",
+        "8.6": "model.sm86-trt10.7.0.plan",
+    }
+    assert not (version / config.default_model_filename).exists()
+    older = Settings(triton_release="24.08").serving_options  # TensorRT 10.3.0
+    sync_configs(repo, "pose", older)
+    config = parse((repo / "pose" / "configs" / "tensorrt.pbtxt").read_text())
+    assert dict(config.cc_model_filenames) == {"8.9": "model.sm89-trt10.3.0.plan"}
+    with pytest.raises(ValueError, match="unknown NGC release"):
+        Settings(triton_release="19.01")
+
+
+def named_paths(model_dir: Path, config: mc.ModelConfig) -> list[Path]:
+    """Every file or folder a Triton config names: engine caches, plans, warm-up files."""
+    paths = []
+    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        if "trt_engine_cache_path" in accelerator.parameters:
+            paths.append(Path(accelerator.parameters["trt_engine_cache_path"]))
+    versions = list(config.version_policy.specific.versions)
+    if config.platform == "tensorrt_plan":
+        plans = set(config.cc_model_filenames.values())
+        paths += [model_dir / str(v) / plan for v in versions for plan in plans]
+    for sample in config.model_warmup:
+        for data in sample.inputs.values():
+            if data.input_data_file:
+                paths.append(model_dir / "warmup" / data.input_data_file)
+    return paths
+
+
+def assert_named_paths_exist_and_are_writable(repo: Path) -> int:
+    checked = 0
+    for model_dir in sorted(p for p in repo.iterdir() if p.is_dir()):
+        for rel in ("config.pbtxt", "configs/gpu.pbtxt", "configs/tensorrt.pbtxt"):
+            if not (model_dir / rel).exists():
+                continue
+            for path in named_paths(model_dir, parse((model_dir / rel).read_text())):
+                assert path.exists(), f"{model_dir.name} {rel} names {path}, which is missing"
+                assert os.access(path, os.W_OK), f"{path} is not writable"
+                checked += 1
+    return checked
+
+
+def test_every_path_a_gpu_config_names_exists_and_is_writable(tmp_path):
+    repo = tmp_path / "repository"
+    install_model(repo, "det", DetectorSpec(), RTMDET_ONNX, {"trained": True}, OPTIONS)
+    install_model(repo, "pose", PoseSpec(), write_synthetic_pose_onnx(tmp_path / "p.onnx"),
+                  {"trained": True}, OPTIONS)  # fmt: skip
+    (repo / "pose" / "1" / HERE.filename).write_bytes(b"engine")  # the tensorrt variant
+    sync_configs(repo, "pose", OPTIONS)
+    assert parse((repo / "pose/configs/tensorrt.pbtxt").read_text()).platform == "tensorrt_plan"
+    assert assert_named_paths_exist_and_are_writable(repo) == 2  # the pose cache, the plan
 
 
 def test_a_static_batch_export_is_served_one_crop_at_a_time(tmp_path):
