@@ -21,12 +21,13 @@ from typing import Any
 
 import onnx
 
+from service.core.contract import RECORD_FILE as RECORD_FILE  # re-exported
+from service.core.names import MODEL_NAME as MODEL_NAME  # re-exported: one rule
+from service.core.names import check_model_name, is_model_name
 from service.core.specs import ModelSpec, spec_from_dict
 
-# what a model may be called: a folder name in the cache and the repository, never a path
-MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# what a model may be called: service.core.names (also read by the Triton pipeline)
 SOURCE_FILE = "source.json"
-RECORD_FILE = "rtmserve.json"
 ONNX_FILE = "model.onnx"  # each version's network: <repository>/<model>/<version>/model.onnx
 DEFAULTS_FILE = "defaults.json"  # repository level: which models serve when none is named
 
@@ -75,6 +76,12 @@ class ModelRecord:
         )
 
 
+def model_path(root: Path, name: str) -> Path:
+    """``root/name`` (the repository or the cache), once ``name`` is proven a plain folder name:
+    every path built from a model name goes through here."""
+    return Path(root) / check_model_name(name)
+
+
 def read_record(model_dir: Path) -> ModelRecord:
     return ModelRecord.from_dict(json.loads((model_dir / RECORD_FILE).read_text()))
 
@@ -105,6 +112,8 @@ class RecordCache:
         self._cache: dict[str, tuple[int, ModelRecord]] = {}
 
     def get(self, name: str) -> ModelRecord:
+        if not is_model_name(name):  # never a path outside the repository
+            raise KeyError(name)
         path = self.repository / name / RECORD_FILE
         try:
             mtime = path.stat().st_mtime_ns

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.metadata import ONNX_FILE, RECORD_FILE, read_record
+from service.metadata import ONNX_FILE, RECORD_FILE, model_path, read_record
 from service.settings import Settings
 
 
@@ -23,7 +23,7 @@ def served_onnx(spec: str, repository: str | Path | None = None) -> tuple[Path, 
     """The ONNX of ``NAME[:VERSION]`` (default: the serving version) and what was resolved."""
     name, _, version_text = spec.partition(":")
     repo = Path(repository) if repository else default_repository()
-    if not name or not (repo / name / RECORD_FILE).is_file():
+    if not name or not (model_path(repo, name) / RECORD_FILE).is_file():
         known = sorted(p.parent.name for p in repo.glob(f"*/{RECORD_FILE}"))
         raise ValueError(
             f"no model {name!r} in the model repository {repo} (models there: "

@@ -34,6 +34,7 @@ from service.core.normalize import to_input_tensor
 from service.core.specs import RGB_MEAN, RGB_STD, PoseSpec
 from service.progress import progress_bar
 from training.augment import NONE, STAGE1, STAGE2, Augment, make_sample
+from training.convert import load_weights
 from training.dataset import Instance, load_instances, split_images
 from training.evaluate import EvalReport, evaluate, torch_estimator
 from training.import_onnx import (
@@ -252,7 +253,7 @@ class Trainer:
             init_backbone_from_onnx(self.model.backbone, path, calibration)
             notes |= {"file": path, "imported": "backbone"}
         else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = load_weights(Path(path))  # someone else's file: never unpickled
             load_official_state_dict(self.model, ckpt)
             notes |= {"file": path, "imported": "whole model"}
         notes["sha256"] = hashlib.sha256(Path(notes["file"]).read_bytes()).hexdigest()

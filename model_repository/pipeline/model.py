@@ -33,6 +33,7 @@ from service.core.association import associate
 from service.core.contract import io_names, session
 from service.core.fingerprint import check as check_core
 from service.core.image import CorruptImage, decode
+from service.core.names import RULE, is_model_name
 from service.core.pipeline import run_onestage, run_topdown
 from service.core.specs import spec_from_dict
 
@@ -148,7 +149,9 @@ class TritonPythonModel:
         if model is None or model.size == 0:
             return None
         label = model.reshape(-1)[0]
-        label = label.decode() if isinstance(label, bytes) else str(label)
+        label = label.decode(errors="replace") if isinstance(label, bytes) else str(label)
+        if not is_model_name(label):  # a file path is built from it: never a path
+            raise PipelineError(f"{name} {label[:200]!r} is not a model name ({RULE})")
         version = _input(request, f"{name}_VERSION")
         version = int(version.reshape(-1)[0]) if version is not None and version.size else -1
         spec_text = _input(request, f"{name}_SPEC")

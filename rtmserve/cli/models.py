@@ -129,7 +129,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _report(m: PulledModel) -> None:
-    state = "verified" if m.verified else "no published checksum; sha256 recorded"
+    state = "verified" if m.verified else "no full published checksum; held to its first pull"
     where = "already in the cache" if m.from_cache else f"from {m.origin}"
     print(f"{m.name}: {m.path} ({where})\n  sha256 {m.sha256} ({state})")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.specs import PoseSpec
-from service.metadata import read_record
+from service.metadata import model_path, read_record
 from service.models import get_entry
 from service.repository.candidates import (
     DROPPED,
@@ -127,7 +127,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    record = read_record(_settings(args).repository_dir / args.name)
+    record = read_record(model_path(_settings(args).repository_dir, args.name))
     for v, meta in sorted(record.versions.items()):
         mark = "*" if v == record.serving_version else " "
         ap = meta.get("ap")

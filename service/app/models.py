@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from service.core.specs import ModelSpec
-from service.metadata import MODEL_NAME, ModelRecord, RecordCache, read_defaults
+from service.metadata import ModelRecord, RecordCache, is_model_name, read_defaults
 from service.settings import OFFICIAL_POSE_MODEL, Settings
 from service.triton.client import ModelRef
 
@@ -103,7 +102,7 @@ class ModelIndex:
         return ServedModel(trial.name, v, record.task, record.parsed_spec, record.versions[v], role)
 
     def record(self, name: str) -> ModelRecord:
-        if not re.match(MODEL_NAME, name):  # never a path outside the repository
+        if not is_model_name(name):  # never a path outside the repository
             raise UnknownModel(f"{name!r} is not a model name")
         try:
             return self.records.get(name)

@@ -8,7 +8,7 @@ hands ``training.convert`` in as ``convert`` (this package never imports ``train
 from .cache import MODEL_FILE, CheckpointConverter, PulledModel, cached_model, list_cached
 from .catalogue import CATALOGUE, ModelEntry, Source, UnknownModel, get_entry, list_entries
 from .checksums import Checksums, Digests, file_digests, git_blob_sha1, sha256_file
-from .errors import ChecksumMismatch, ConversionUnavailable, ModelUnavailable
+from .errors import ChecksumMismatch, ConversionUnavailable, ModelUnavailable, UnsafeArchive
 from .importer import import_model
 from .mirror import mirror_dirs
 from .pull import MIRROR_SETTING, pull
@@ -27,6 +27,7 @@ __all__ = [
     "PulledModel",
     "Source",
     "UnknownModel",
+    "UnsafeArchive",
     "cached_model",
     "file_digests",
     "get_entry",

@@ -3,6 +3,11 @@
 A file enters only through ``install_file``, which checks every known checksum of what was
 given and of the resulting ONNX, and the ONNX signature against the entry's spec, then renames
 it into place: a failed or interrupted install leaves nothing behind.
+
+Where nothing strong is published (only OpenMMLab's 8-hex name tag, or nothing), the first pull
+is trusted and its sha256 sums are recorded in ``source.json`` (``first_pull``); every later
+install of that artifact must match them (the download before it is extracted or converted),
+until the model's cache folder is deleted.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +24,18 @@ from pathlib import Path
 
 from service.core.contract import check_onnx_signature
 from service.core.specs import ModelSpec, spec_from_dict
-from service.metadata import SOURCE_FILE, read_source
+from service.metadata import SOURCE_FILE, is_model_name, model_path, read_source
 
 from . import archive
 from .catalogue import CATALOGUE, ModelEntry, Source
 from .checksums import Digests, file_digests
-from .errors import TRAIN_EXTRA_HINT, ChecksumMismatch, ConversionUnavailable, ModelUnavailable
+from .errors import (
+    TRAIN_EXTRA_HINT,
+    ChecksumMismatch,
+    ConversionUnavailable,
+    ModelUnavailable,
+    UnsafeArchive,
+)
 from .mirror import TMP_PREFIX
 
 MODEL_FILE = "model.onnx"
@@ -93,6 +105,8 @@ def verify_cached(entry: ModelEntry, model_dir: Path) -> PulledModel | None:
 
 def cached_model(name: str, cache: Path) -> PulledModel | None:
     """The verified cached copy of ``name`` (catalogue or imported), or None."""
+    if not is_model_name(name):
+        return None
     model_dir = Path(cache) / name
     if name in CATALOGUE:
         return verify_cached(CATALOGUE[name], model_dir)
@@ -137,6 +151,8 @@ def _to_onnx(
             return archive.extract_member(file, entry.source.member or "*.onnx", out, accept)
         except LookupError as exc:
             raise ModelUnavailable(f"{entry.name}: {exc}") from None
+        except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or corrupt download
+            raise UnsafeArchive(f"{file}: not a readable zip ({exc}); refused") from None
     if fmt == "pth":
         if entry.source.format != "pth" or entry.variant is None:
             raise ValueError(
@@ -155,6 +171,35 @@ def _to_onnx(
     return None
 
 
+def first_pull(entry: ModelEntry, model_dir: Path) -> dict[str, str | None] | None:
+    """What the first install of ``entry``'s artifact recorded in ``source.json`` (``at``,
+    ``source_sha256`` of the download, ``sha256`` of the ONNX), if one did. Records written
+    before ``first_pull`` existed give their own sums."""
+    record = read_source(model_dir)
+    if record is None or record.get("url") != entry.source.url:
+        return None
+    if isinstance(record.get("first_pull"), dict):
+        return record["first_pull"]
+    converted = record.get("converted_from_checkpoint")
+    return {
+        "at": record.get("pulled_at"),
+        "source_sha256": record.get("source_sha256"),
+        "sha256": None if converted else record.get("sha256"),
+    }
+
+
+def _pin_mismatch(
+    what: str, kind: str, first: dict[str, str | None], found: str, model_dir: Path
+) -> ChecksumMismatch:
+    expected = first[kind] or ""
+    return ChecksumMismatch(
+        what,
+        [(f"sha256 recorded at the first pull ({first.get('at')})", expected, found)],
+        hint=f"Nothing published pins this file, so the first one seen is trusted; to trust "
+        f"another, delete {model_dir} and pull again",
+    )
+
+
 def install_file(
     entry: ModelEntry,
     file: str | Path,
@@ -163,10 +208,14 @@ def install_file(
     *,
     like: str | None = None,
     convert: CheckpointConverter | None = None,
+    trust_first_pull: bool = True,
 ) -> PulledModel:
-    """Verify ``file`` (ONNX, SDK zip or .pth) as ``entry`` and install it into the cache."""
+    """Verify ``file`` (ONNX, SDK zip or .pth) as ``entry`` and install it into the cache.
+
+    ``trust_first_pull``: hold the official artifact to the sums its first install recorded
+    (False for a user's own model imported under a new name, which may be replaced)."""
     file, cache = Path(file), Path(cache)
-    model_dir = cache / entry.name
+    model_dir = model_path(cache, entry.name)
     created = mkdirs(model_dir)
     tmps: list[Path] = []
 
@@ -178,24 +227,55 @@ def install_file(
 
     try:
         fmt = archive.detect_format(file)
+        first = first_pull(entry, model_dir) if trust_first_pull else None
         source_digests: Digests | None = None
         verified_by: list[str] = []
-        if fmt in ("zip", "pth"):
+        strong = False  # a full published digest matched
+        if fmt in ("zip", "pth"):  # checked before anything is extracted or unpickled
             source_digests = file_digests(file)
             expected = entry.source.checksums
             if entry.source.format == fmt:
+                what = f"{entry.name} ({file.name})"
                 if bad := expected.mismatches(source_digests):
-                    raise ChecksumMismatch(f"{entry.name} ({file.name})", bad)
+                    raise ChecksumMismatch(what, bad)
                 if expected.known:
                     verified_by.append(f"{entry.source.filename}: {expected.describe()}")
+                strong = expected.strong
+                pinned = None if strong or first is None else first.get("source_sha256")
+                if pinned and source_digests.sha256 != pinned:
+                    assert first is not None
+                    raise _pin_mismatch(
+                        what, "source_sha256", first, source_digests.sha256, model_dir
+                    )
+                if pinned:
+                    verified_by.append(f"{entry.source.filename}: sha256 of the first pull")
         onnx_tmp = tmp(".onnx")
         member = _to_onnx(entry, file, fmt, onnx_tmp, convert)
         digests = file_digests(onnx_tmp)
+        what = f"{entry.name} ONNX ({file.name}" + (f":{member}" if member else "") + ")"
         if bad := entry.onnx_checksums.mismatches(digests):
-            what = f"{entry.name} ONNX ({file.name}" + (f":{member}" if member else "") + ")"
             raise ChecksumMismatch(what, bad)
         if entry.onnx_checksums.known:
             verified_by.append(f"ONNX: {entry.onnx_checksums.describe()}")
+        converted = entry.source.format == "pth"  # torch's export: not byte-stable
+        strong = strong or (entry.onnx_checksums.strong and not converted)
+        pinned = None if strong or converted or first is None else first.get("sha256")
+        if pinned and digests.sha256 != pinned:
+            assert first is not None
+            raise _pin_mismatch(what, "sha256", first, digests.sha256, model_dir)
+        if pinned:
+            verified_by.append("ONNX: sha256 of the first pull")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        this_pull = {
+            "at": now,
+            "source_sha256": source_digests.sha256
+            if source_digests and fmt == entry.source.format
+            else None,
+            "sha256": None if converted else digests.sha256,
+        }
+        # the first pull's sums stay; ones it could not record (an unpacked file then, the
+        # archive now) are recorded now
+        pins = {k: (first or {}).get(k) or v for k, v in this_pull.items()}
         report = check_onnx_signature(
             onnx_tmp, entry.spec, label=f"{file}" + (f" (member {member})" if member else "")
         )
@@ -213,8 +293,12 @@ def install_file(
                 "onnx": entry.onnx_checksums.to_dict(),
             },
             **digests.to_dict(),
-            "verified": bool(verified_by),
+            "verified": strong,
             "verified_by": verified_by,
+            "trust": "published checksum"
+            if strong
+            else ("first pull" if trust_first_pull else "signature only (a user's model)"),
+            "first_pull": None if strong or not trust_first_pull else pins,
             "like": like,
             "dataset": entry.dataset,
             "summary": entry.summary,
@@ -225,7 +309,7 @@ def install_file(
                 "dynamic_batch": report.dynamic_batch,
                 "notes": list(report.notes),
             },
-            "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "pulled_at": now,
         }
         json_tmp = tmp(".json")
         json_tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -235,7 +319,7 @@ def install_file(
         os.replace(json_tmp, model_dir / SOURCE_FILE)
         return PulledModel(
             entry.name, model_dir / MODEL_FILE, entry, digests.sha256, digests.git_sha1,
-            digests.size, origin, verified=bool(verified_by),
+            digests.size, origin, verified=strong,
         )  # fmt: skip
     finally:
         for p in tmps:

@@ -74,6 +74,12 @@ class Checksums:
     def known(self) -> bool:
         return any(v is not None for v in self.to_dict().values())
 
+    @property
+    def strong(self) -> bool:
+        """A full digest is known: the name prefix alone (32 bits) is matched in minutes, so it
+        only catches accidents, never proves a file."""
+        return self.sha256 is not None or self.git_sha1 is not None
+
     def mismatches(self, digests: Digests) -> list[tuple[str, str, str]]:
         """(kind, expected, found) for every known checksum the file fails; empty = verified."""
         out = []

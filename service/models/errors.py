@@ -10,10 +10,15 @@ class ModelUnavailable(RuntimeError):
 class ChecksumMismatch(ValueError):
     """A file is not the one expected; the message names expected and found checksums."""
 
-    def __init__(self, what: str, mismatches: list[tuple[str, str, str]]) -> None:
+    def __init__(self, what: str, mismatches: list[tuple[str, str, str]], hint: str = "") -> None:
         self.mismatches = mismatches
         detail = "; ".join(f"expected {k} {exp}, found {got}" for k, exp, got in mismatches)
-        super().__init__(f"checksum mismatch for {what}: {detail}")
+        super().__init__(f"checksum mismatch for {what}: {detail}" + (f". {hint}" if hint else ""))
+
+
+class UnsafeArchive(ValueError):
+    """An archive refused unextracted: members outside its folder, links, or more bytes than
+    any model file (a zip bomb)."""
 
 
 class ConversionUnavailable(RuntimeError):

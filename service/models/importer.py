@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
 from service.core.specs import ModelSpec
-from service.metadata import MODEL_NAME
+from service.metadata import check_model_name
 
 from .cache import CheckpointConverter, PulledModel, install_file
 from .catalogue import CATALOGUE, ModelEntry, Source, get_entry
-
-NAME_RE = re.compile(MODEL_NAME)
 
 
 def import_model(
@@ -43,8 +40,7 @@ def import_model(
             f"{name!r} is a catalogue model and stands for the official file; import your own "
             f"file under another name, e.g. `rtmserve models import my-{name} FILE --like {name}`"
         )
-    if not NAME_RE.match(name):
-        raise ValueError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+    check_model_name(name)
     base = get_entry(like) if like is not None else None
     if spec is None:
         if base is None:
@@ -63,4 +59,4 @@ def import_model(
         dataset="custom",
         summary=f"imported from {file.name}" + (f", like {base.name}" if base else ""),
     )
-    return install_file(entry, file, cache, origin, like=like)
+    return install_file(entry, file, cache, origin, like=like, trust_first_pull=False)

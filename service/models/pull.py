@@ -30,7 +30,13 @@ from .cache import (
 )
 from .catalogue import CATALOGUE, ModelEntry, get_entry
 from .download import DownloadFailed, download
-from .errors import TRAIN_EXTRA_HINT, ChecksumMismatch, ConversionUnavailable, ModelUnavailable
+from .errors import (
+    TRAIN_EXTRA_HINT,
+    ChecksumMismatch,
+    ConversionUnavailable,
+    ModelUnavailable,
+    UnsafeArchive,
+)
 from .mirror import TMP_PREFIX, candidates, mirror_dirs
 
 MIRROR_SETTING = "RTMSERVE_MODEL_MIRROR"
@@ -120,7 +126,7 @@ def _from_mirrors(
             return install_file(
                 entry, candidate, cache, origin=f"mirror:{candidate}", convert=convert
             )
-        except (ChecksumMismatch, SignatureMismatch) as exc:
+        except (ChecksumMismatch, SignatureMismatch, UnsafeArchive) as exc:
             failures.append(exc)  # a later candidate may still be the right file
     if failures:
         # a file by the official name but not the official content: say so rather than

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from service.metadata import ModelRecord, read_record, write_atomic
+from service.metadata import ModelRecord, model_path, read_record, write_atomic
 from service.settings import ServingOptions
 from service.triton.control import TritonControl
 
@@ -134,7 +134,7 @@ class TrialStats:
 
 
 def trial_dir(repository: Path, name: str, version: int) -> Path:
-    return Path(repository) / name / TRIALS_DIR / str(version)
+    return model_path(repository, name) / TRIALS_DIR / str(version)
 
 
 def write_trial_stats(
@@ -179,7 +179,7 @@ def start_trial(
         raise TrialError(f"mode must be one of {MODES}, got {mode!r}")
     if not 0.0 < share <= 1.0:
         raise TrialError(f"share must be in (0, 1], got {share}")
-    model_dir = Path(repository) / name
+    model_dir = model_path(repository, name)
     with _locked(model_dir):
         record = read_record(model_dir)
         if record.task != "pose":
@@ -222,7 +222,7 @@ def end_trial(
 
     ``expect_version``: end only the trial of that version (an automatic rule racing an
     operator); returns None when there is no such trial to end."""
-    model_dir = Path(repository) / name
+    model_dir = model_path(repository, name)
     with _locked(model_dir):
         record = read_record(model_dir)
         trial = record.candidate

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.contract import COPY_PIPELINE_MODEL, PIPELINE_MODEL
+from service.core.plans import tensorrt_for_release, usable_plans
 from service.core.specs import (
     ONE_STAGE_MAX_BATCH,
     POSE_MAX_BATCH,
@@ -30,6 +31,7 @@ from service.metadata import (
     ONNX_FILE,
     RECORD_FILE,
     ModelRecord,
+    model_path,
     onnx_input_batch,
     read_record,
     write_atomic,
@@ -39,7 +41,6 @@ from service.settings import ServingOptions
 
 from .configs import render_model, render_pipeline, templates_dir
 
-PLAN_FILE = "model.plan"  # a TensorRT engine, built by deploy/tensorrt/build_engines.py
 TRT_CACHE = "trt-cache"  # beside the repository: engines the TensorRT provider builds
 PENDING, SERVED, FAILED, ABANDONED = "pending", "served", "failed", "abandoned"
 HELD = "held"  # registered, loaded once to prove it loads, serving nobody (a candidate-to-be)
@@ -58,12 +59,22 @@ def loaded_versions(record: ModelRecord) -> list[int]:
     return sorted(v for v in keep if v is not None)
 
 
-def _render(repository: Path, record: ModelRecord, options: ServingOptions) -> dict[str, str]:
+def trt_cache_dir(repository: Path, name: str) -> Path:
+    return repository.parent / TRT_CACHE / name
+
+
+def _write_model_configs(repository: Path, record: ModelRecord, options: ServingOptions) -> None:
+    """Render and write a model's configs, and create every folder they name. ONNX Runtime's
+    TensorRT provider creates only the last level of its engine-cache path and fails to load
+    the model when the parent is missing, so the whole path exists before Triton reads it."""
     versions = loaded_versions(record)
-    model_dir = repository / record.name
-    plans = all((model_dir / str(v) / PLAN_FILE).is_file() for v in versions)
-    cache = str(repository.parent / TRT_CACHE / record.name)
-    return render_model(record.name, record.parsed_spec, versions, options, plans, cache)
+    model_dir = model_path(repository, record.name)
+    tensorrt = tensorrt_for_release(options.triton_release)
+    plans = usable_plans([model_dir / str(v) for v in versions], tensorrt)
+    cache = trt_cache_dir(repository, record.name)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = render_model(record.name, record.parsed_spec, versions, options, plans, str(cache))
+    _write_configs(model_dir, files)
 
 
 def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
@@ -75,13 +86,13 @@ def _write_configs(model_dir: Path, files: dict[str, str]) -> None:
 
 def save(repository: Path, record: ModelRecord, options: ServingOptions) -> None:
     """Configs first, then the record: Triton may load what the record will point at."""
-    _write_configs(repository / record.name, _render(repository, record, options))
-    write_record(repository / record.name, record)
+    _write_model_configs(repository, record, options)
+    write_record(model_path(repository, record.name), record)
 
 
 def sync_configs(repository: Path, name: str, options: ServingOptions) -> ModelRecord:
-    record = read_record(repository / name)
-    _write_configs(repository / name, _render(repository, record, options))
+    record = read_record(model_path(repository, name))
+    _write_model_configs(repository, record, options)
     return record
 
 
@@ -109,7 +120,7 @@ def install_model(
 ) -> int:
     """Add ``onnx_file`` as the next version of ``name``: serving now, or ``pending``."""
     spec = _with_batch(spec, onnx_file)
-    model_dir = repository / name
+    model_dir = model_path(repository, name)
     model_dir.mkdir(parents=True, exist_ok=True)
     _clean_staging(model_dir)
     record = read_record(model_dir) if (model_dir / RECORD_FILE).exists() else None
@@ -142,7 +153,7 @@ def install_model(
         record.spec = spec.to_dict()
         if serve:
             switch_serving(record, version)
-    _write_configs(model_dir, _render(repository, record, options))
+    _write_model_configs(repository, record, options)
     crash_point("configs")
     write_record(model_dir, record)
     return version
@@ -178,7 +189,7 @@ def switch_serving(record: ModelRecord, version: int) -> None:
 def set_serving_version(
     repository: Path, name: str, version: int, options: ServingOptions
 ) -> ModelRecord:
-    record = read_record(repository / name)
+    record = read_record(model_path(repository, name))
     if version not in record.versions:
         raise KeyError(f"{name} has no version {version} (has {sorted(record.versions)})")
     switch_serving(record, version)
@@ -189,7 +200,7 @@ def set_serving_version(
 def mark_version(
     repository: Path, name: str, version: int, state: str, options: ServingOptions, **extra: Any
 ) -> ModelRecord:
-    record = read_record(repository / name)
+    record = read_record(model_path(repository, name))
     record.versions[version].update(state=state, **extra)
     save(repository, record, options)
     return record

@@ -18,7 +18,14 @@ from typing import Any
 
 from service.core.contract import check_onnx_signature
 from service.core.specs import PoseSpec, spec_from_dict
-from service.metadata import RECORD_FILE, ModelRecord, onnx_input_size, onnx_metadata, read_record
+from service.metadata import (
+    RECORD_FILE,
+    ModelRecord,
+    model_path,
+    onnx_input_size,
+    onnx_metadata,
+    read_record,
+)
 from service.settings import ServingOptions
 from service.triton.control import TritonControl, TritonControlError
 
@@ -88,7 +95,7 @@ def register(
     """``hold``: add the version (loaded once, to prove it loads) without serving it: a
     candidate for ``rtmserve models shadow`` / ``canary``, which judge it on live traffic,
     so the AP gate records its comparison instead of refusing."""
-    model_dir = repository / name
+    model_dir = model_path(repository, name)
     record = read_record(model_dir) if (model_dir / RECORD_FILE).exists() else None
     if record is not None:
         spec = spec_from_dict(record.spec)  # a new version keeps the model's interface
@@ -160,7 +167,7 @@ def rollback(
     repository: Path, name: str, version: int, options: ServingOptions, triton: TritonControl | None
 ) -> ModelRecord:
     """Serve an earlier (or any existing) version again, loading it first if needed."""
-    record = read_record(repository / name)
+    record = read_record(model_path(repository, name))
     if version not in record.versions:
         raise KeyError(f"{name} has no version {version} (has {sorted(record.versions)})")
     if not (repository / name / str(version) / ONNX_FILE).exists():

@@ -25,6 +25,7 @@ from service.models import (
     CATALOGUE,
     MIRROR_SETTING,
     ChecksumMismatch,
+    Checksums,
     UnknownModel,
     file_digests,
     get_entry,
@@ -171,6 +172,20 @@ def test_checkpoints_are_checked_by_the_hash_in_their_name() -> None:
     )
 
 
+def test_every_entry_is_pinned_by_a_full_checksum_or_its_first_pull() -> None:
+    """No entry counts a file as proven by the 8-hex name tag (32 bits): each has a full
+    published digest, or says its first pull is trusted (and recorded)."""
+    trust = {e.name: e.trust for e in CATALOGUE.values()}
+    assert set(trust.values()) <= {"published checksum", "first pull"}
+    for name in ("rtmdet-nano", "yolox-nano-humanart", "rtmpose-t", "rtmpose-s", "rtmpose-m"):
+        assert trust[name] == "published checksum", name
+    for e in CATALOGUE.values():
+        if e.source.format == "pth":  # the name tag alone: the converted ONNX is not pinned
+            assert e.trust == "first pull" and e.to_dict()["trust"] == "first pull", e.name
+    assert trust["rtmpose-l"] == "first pull"  # its blob is missing from every snapshot
+    assert not Checksums(sha256_prefix="63eb25f7").strong
+
+
 def test_unknown_name_suggests_close_ones() -> None:
     with pytest.raises(UnknownModel, match="rtmpose-m"):
         get_entry("rtmpose-mm")
@@ -297,6 +312,23 @@ def test_import_under_catalogue_name_without_published_checksum(
 ) -> None:
     m = import_model("rtmpose-l", pose_onnx, tmp_path / "cache")
     assert not m.verified and m.path.is_file()
+    # trusted on first use: the same file again is fine, another one is refused
+    assert import_model("rtmpose-l", pose_onnx, tmp_path / "cache").sha256 == m.sha256
+    other = write_synthetic_pose_onnx(tmp_path / "other.onnx", declare_output_shapes=False)
+    with pytest.raises(ChecksumMismatch, match="recorded at the first pull"):
+        import_model("rtmpose-l", other, tmp_path / "cache")
+    assert file_digests(m.path).sha256 == m.sha256
+
+
+def test_own_model_imported_under_a_new_name_may_be_replaced(
+    tmp_path: Path, pose_onnx: Path
+) -> None:
+    first = import_model("my-pose", pose_onnx, tmp_path / "cache", like="rtmpose-m")
+    other = write_synthetic_pose_onnx(tmp_path / "other.onnx", declare_output_shapes=False)
+    again = import_model("my-pose", other, tmp_path / "cache", like="rtmpose-m")
+    assert again.sha256 != first.sha256 == file_digests(pose_onnx).sha256
+    record = json.loads(again.source_json.read_text())
+    assert record["trust"].startswith("signature only") and record["first_pull"] is None
 
 
 def test_import_new_name_needs_like(tmp_path: Path, pose_onnx: Path) -> None:
@@ -373,3 +405,30 @@ def test_cli_home_from_env(
     monkeypatch.setenv("RTMSERVE_HOME", str(tmp_path / "h"))
     assert cli_main(["models", "list"]) == 0
     assert f"cache: {tmp_path / 'h' / 'models'}" in capsys.readouterr().out
+
+
+def test_the_catalogue_is_data_checked_against_its_schema(tmp_path):
+    """catalogue.json is the catalogue: a typo in a field, an unknown family or keypoint set, a
+    spec field the kind lacks or a name listed twice is refused when it is read."""
+    import json
+
+    import pydantic
+
+    from service.models.catalogue import CATALOGUE_FILE, load_catalogue
+
+    data = json.loads(CATALOGUE_FILE.read_text())
+    assert len(load_catalogue()) == len(data["models"])
+    good = data["models"][2]
+
+    def refused(*models: dict) -> str:
+        path = tmp_path / "catalogue.json"
+        path.write_text(json.dumps({"models": list(models)}))
+        with pytest.raises((pydantic.ValidationError, ValueError, KeyError)) as exc:
+            load_catalogue(path)
+        return str(exc.value)
+
+    assert "datset" in refused({**good, "datset": "x"})
+    assert "family" in refused({**good, "family": "bodyy"})
+    assert "nope" in refused({**good, "spec": {"keypoint_set": "nope"}})
+    assert "heads" in refused({**good, "spec": {"heads": "yolox"}})
+    assert "listed twice" in refused(good, good)

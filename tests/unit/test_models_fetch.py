@@ -7,11 +7,14 @@ import http.server
 import importlib.util
 import json
 import os
+import stat
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rtmserve.cli.fallbacks import training_fallbacks
@@ -25,10 +28,12 @@ from service.models import (
     ModelUnavailable,
     Source,
     UnknownModel,
+    UnsafeArchive,
     file_digests,
     mirror_dirs,
     pull,
 )
+from service.models import archive as model_archive
 from service.settings import Settings
 from tests.support.paths import MODELS_MIRROR
 from tests.support.synthetic import write_synthetic_pose_onnx
@@ -251,7 +256,16 @@ def test_checkpoint_is_converted_with_the_training_package(tmp_path: Path) -> No
     pytest.importorskip("training.export")
     model = rtmpose.build_rtmpose("t", (192, 256))
     ckpt = tmp_path / "ckpt.pth"
-    torch.save({"meta": {"epoch": 420}, "state_dict": model.state_dict()}, ckpt)
+    # meta as mmengine writes it: numpy arrays and scalars among the dataset's metadata
+    dataset_meta = {
+        "sigmas": np.full(17, 0.05, np.float32),
+        "keypoint_colors": np.zeros((17, 3), np.uint8),
+        "dataset_keypoint_weights": np.ones(17, np.float64),
+        "num_keypoints": np.int64(17),
+        "keypoint_id2name": {0: "nose"},
+    }
+    meta = {"epoch": 420, "cfg": "model = dict(...)", "dataset_meta": dataset_meta}
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, ckpt)
     tag = file_digests(ckpt).sha256[:8]
     name = f"rtmpose-tiny_simcc-test_420e-256x192-{tag}_20990101.pth"
     (tmp_path / "mirror").mkdir()
@@ -273,12 +287,157 @@ def test_checkpoint_is_converted_with_the_training_package(tmp_path: Path) -> No
     m = pull(entry, tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False,
              convert=convert)  # fmt: skip
     record = json.loads(m.source_json.read_text())
-    assert record["converted_from_checkpoint"] and m.verified
+    # the 8-hex name tag matched, but 32 bits prove nothing: trusted as the first pull
+    assert record["converted_from_checkpoint"] and not m.verified
+    assert record["trust"] == "first pull"
+    assert record["first_pull"]["source_sha256"] == record["source_sha256"]
     assert record["signature"]["outputs"] == [
         "simcc_x [batch, 17, 384] tensor(float)",
         "simcc_y [batch, 17, 512] tensor(float)",
     ]
     assert pull(entry, tmp_path / "models", allow_download=False).from_cache
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _pth_entry(name: str, tag: str) -> ModelEntry:
+    return ModelEntry(
+        name="pth-t",
+        task="pose",
+        spec=PoseSpec(),
+        source=Source(
+            url=f"https://download.example.invalid/{name}",
+            format="pth",
+            checksums=Checksums(sha256_prefix=tag),
+        ),
+        dataset="test",
+        summary="",
+        variant="t",
+    )
+
+
+def test_checkpoint_whose_pickle_runs_code_is_refused_unrun(tmp_path: Path) -> None:
+    """The 8-hex tag in a checkpoint's name is no proof (2**32 tries): a file that matches it
+    and would run code while unpickled is refused, and its code never runs."""
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"meta": {"epoch": 420, "hook": RunsCode()}, "state_dict": {}}, ckpt)
+    tag = file_digests(ckpt).sha256[:8]  # what an attacker grinds for
+    name = f"rtmpose-tiny_simcc-test_420e-256x192-{tag}_20990101.pth"
+    (tmp_path / "mirror").mkdir()
+    ckpt.rename(tmp_path / "mirror" / name)
+    convert = training_fallbacks().convert
+    with pytest.raises(Exception) as err:  # any refusal; the marker is checked first
+        pull(_pth_entry(name, tag), tmp_path / "models", mirror=tmp_path / "mirror",
+             allow_download=False, convert=convert)  # fmt: skip
+    assert not marker.exists(), "the checkpoint's pickle ran code"
+    assert isinstance(err.value, ValueError) and "refused without loading them" in str(err.value)
+    assert "posix.mkdir" in str(err.value)  # says what it wanted to call
+    assert not (tmp_path / "models").exists()
+
+
+def _zip_with(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return path
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../../escape.onnx", f"{STEM}/../../escape.onnx", "/tmp/escape.onnx", "link"],
+)
+def test_archive_reaching_outside_its_folder_is_refused(tmp_path: Path, hostile: str) -> None:
+    pose = write_synthetic_pose_onnx(tmp_path / "end2end.onnx").read_bytes()
+    members = {f"{STEM}/end2end.onnx": pose}
+    links: tuple[str, ...] = ()
+    if hostile == "link":
+        links = (f"{STEM}/deploy.json",)
+    else:
+        members[hostile] = b"x"
+    z = _zip_with(tmp_path / "mirror" / f"{STEM}.zip", members, links)
+    dest = tmp_path / "models"
+    with pytest.raises(UnsafeArchive, match=r"outside the archive|is a link") as err:
+        pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+    assert str(z) in str(err.value)
+    assert not dest.exists() and not list(tmp_path.rglob("escape.onnx"))
+
+
+def test_zip_bomb_is_refused_before_it_is_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that unpacks past the cap (2 GiB, an ONNX file's limit; lowered here so the
+    test writes 8 MiB, not gigabytes) is refused from its declared size, unread."""
+    monkeypatch.setattr(model_archive, "MAX_MEMBER_BYTES", 1 << 20)
+    _zip_with(tmp_path / "mirror" / f"{STEM}.zip", {f"{STEM}/end2end.onnx": bytes(8 << 20)})
+    dest = tmp_path / "models"
+    with pytest.raises(UnsafeArchive, match="more than any model file"):
+        pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+    assert not dest.exists()
+
+
+def test_first_pull_records_its_sums_and_a_changed_file_is_refused(tmp_path: Path) -> None:
+    """Nothing published pins this zip: the first pull records its sha256 and the ONNX's
+    beside the cached file, and a later pull of another file under the same name fails."""
+    first = write_synthetic_pose_onnx(tmp_path / "first.onnx")
+    other = write_synthetic_pose_onnx(tmp_path / "other.onnx", declare_output_shapes=False)
+    z = _sdk_zip(tmp_path / "mirror" / f"{STEM}.zip", first)
+    z_sha = file_digests(z).sha256
+    dest = tmp_path / "models"
+    m = pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+    record = json.loads(m.source_json.read_text())
+    assert not m.verified and record["trust"] == "first pull"
+    pins = record["first_pull"]
+    assert pins["source_sha256"] == z_sha and pins["sha256"] == file_digests(first).sha256
+
+    m.path.unlink()  # the cache is lost; the mirror now holds another file
+    _sdk_zip(z, other)
+    with pytest.raises(ChecksumMismatch, match="recorded at the first pull") as err:
+        pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+    assert z_sha in str(err.value) and file_digests(z).sha256 in str(err.value)
+    assert str(dest / "tiny-pose") in str(err.value)  # how to trust another file on purpose
+    assert not m.path.exists()
+    # the unpacked ONNX of the other file is refused too (pinned by the ONNX's own sum)
+    z.unlink()
+    (tmp_path / "mirror" / STEM).mkdir()
+    (tmp_path / "mirror" / STEM / "end2end.onnx").write_bytes(other.read_bytes())
+    with pytest.raises(ChecksumMismatch, match="recorded at the first pull"):
+        pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+
+    (tmp_path / "mirror" / STEM / "end2end.onnx").write_bytes(first.read_bytes())
+    again = pull(_entry(), dest, mirror=tmp_path / "mirror", allow_download=False)
+    assert again.sha256 == m.sha256
+    assert json.loads(again.source_json.read_text())["first_pull"] == pins
+
+
+@pytest.mark.parametrize("pinned_by", ["published", "first pull"])
+def test_checksum_is_checked_before_the_archive_is_opened(tmp_path: Path, pinned_by: str) -> None:
+    """A zip that fails its checksum is refused as such, before its members are looked at
+    (this one also reaches outside its folder, which opening it would report instead)."""
+    pose = write_synthetic_pose_onnx(tmp_path / "end2end.onnx")
+    z = _sdk_zip(tmp_path / "mirror" / f"{STEM}.zip", pose)
+    dest = tmp_path / "models"
+    entry = _entry()
+    if pinned_by == "published":
+        published = Checksums(sha256=file_digests(z).sha256)
+        entry = replace(entry, source=replace(entry.source, checksums=published))
+    pull(entry, dest, mirror=tmp_path / "mirror", allow_download=False).path.unlink()
+    _zip_with(z, {f"{STEM}/end2end.onnx": pose.read_bytes(), "../../escape.onnx": b"x"})
+    with pytest.raises(ChecksumMismatch):
+        pull(entry, dest, mirror=tmp_path / "mirror", allow_download=False)
+    assert not (dest / "tiny-pose" / "model.onnx").exists()
 
 
 # --------------------------------------------------------------------------- unavailable
