@@ -85,7 +85,12 @@ def stream_requests(
         yield pb.StreamRequest(frame=frame)
 
 
-def channel(target: str) -> grpc.Channel:
+def channel(target: str, root_certificates: bytes | None = None, tls: bool = False) -> grpc.Channel:
+    """Plain, or TLS when ``tls`` or ``root_certificates`` (PEM: the CA to trust, e.g. a
+    server's self-signed certificate; else the system's) is given."""
+    if tls or root_certificates is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates)
+        return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
@@ -94,10 +99,12 @@ def stream(
     config: pb.StreamConfig,
     frames: Iterable[SourceFrame],
     metadata: tuple[tuple[str, str], ...] = (),
+    root_certificates: bytes | None = None,
+    tls: bool = False,
 ) -> Iterator[pb.FrameResult]:
     """One result per frame, in order; raises ``grpc.RpcError`` when the stream fails.
-    ``metadata``: e.g. the API key, ``(("x-api-key", KEY),)``."""
-    with channel(target) as ch:
+    ``metadata``: e.g. the API key, ``(("x-api-key", KEY),)``; TLS as ``channel``."""
+    with channel(target, root_certificates, tls) as ch:
         stub = pb_grpc.PoseServiceStub(ch)
         yield from stub.Stream(stream_requests(config, frames), metadata=metadata)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -75,9 +76,15 @@ class _Base:
     def __init__(self, url: str = DEFAULT_URL, *, grpc_target: str | None = None,
                  api_key: str | None = None, timeout: float = 120.0,
                  retry: RetryPolicy | None = None, pixels_as: str = "jpeg",
-                 jpeg_quality: int = 95) -> None:  # fmt: skip
+                 jpeg_quality: int = 95, ca_file: str | Path | None = None) -> None:  # fmt: skip
+        """``ca_file``: the PEM certificate(s) to trust for an https ``url`` and its gRPC port
+        (a server's self-signed certificate, RTMSERVE_TLS_CERT); else the system's."""
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self._http = self._transport(base_url=url, timeout=timeout, headers=_headers(api_key),
-                                     limits=httpx.Limits(max_connections=64))  # fmt: skip
+                                     limits=httpx.Limits(max_connections=64),
+                                     verify=verify)  # fmt: skip
+        self._tls = httpx.URL(url).scheme == "https"  # the gRPC port speaks TLS too
+        self._roots = Path(ca_file).read_bytes() if ca_file else None
         self.url, self.api_key, self.retry = url, api_key, retry or RetryPolicy()
         self.pixels_as, self.jpeg_quality = pixels_as, jpeg_quality
         self.grpc_target = grpc_target or f"{httpx.URL(url).host}:50051"
@@ -148,7 +155,8 @@ class _Base:
             started = False
             try:
                 for message in grpc_stream(self.grpc_target, pb.StreamConfig(**config),
-                                           frames(answered), metadata):  # fmt: skip
+                                           frames(answered), metadata, self._roots,
+                                           self._tls):  # fmt: skip
                     started = True
                     result = frame_result(message)
                     result.frame_index = answered  # the source's index, across resumptions

@@ -1,17 +1,24 @@
 """Optional API keys: who is asking, and whether they may ask now.
 
 Keys come from ``RTMSERVE_API_KEYS`` (``name:key,name:key``) and/or the file
-``RTMSERVE_API_KEYS_FILE`` (one ``name:key`` per line, ``#`` comments). A presented key is
-compared with every configured one in constant time; the client is then known by its *name*,
-the only thing that reaches logs and metrics labels. Each name has a token bucket
-(``rate_limit`` requests/s, ``rate_burst`` at once; 0 = unlimited). Without any key configured
-everyone is the client ``anonymous`` and nothing is checked.
+``RTMSERVE_API_KEYS_FILE`` (one ``name:key`` per line; lines starting with ``#`` are comments).
+A malformed entry, a key shorter than ``MIN_KEY_LENGTH`` or a name used twice stops the service
+at start-up: a key silently cut short (``#`` used to start a comment anywhere) is a weaker key.
+A presented key is compared with every configured one in constant time; the client is then
+known by its *name*, the only thing that reaches logs and metrics labels. Each name has a token
+bucket (``rate_limit`` requests/s, ``rate_burst`` at once; 0 = unlimited), which every frame of
+a stream draws from too (``pace``). Without any key configured everyone is the client
+``anonymous``, and the limits count per client address, so one caller cannot use up everyone's
+share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,20 +29,48 @@ from service.settings import Settings
 from .errors import RateLimited, Unauthenticated
 
 ANONYMOUS = "anonymous"
+MIN_KEY_LENGTH = 16
+# names reach log lines and metric labels: no spaces, quotes or line breaks
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header can carry
+MAX_ADDRESS_BUCKETS = 10_000  # without keys: buckets kept per client address, at most
 
 
 def parse_keys(text: str, where: str) -> dict[str, bytes]:
-    """``name:key`` entries, separated by commas or lines -> {name: key}."""
+    """``name:key`` entries, separated by commas or lines -> {name: key}; raises ``ValueError``
+    naming the entry (never its text, which holds a key) when one is malformed."""
     keys: dict[str, bytes] = {}
     for n, entry in enumerate(text.replace(",", "\n").splitlines(), 1):
-        entry = entry.split("#", 1)[0].strip()
-        if not entry:
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
             continue
-        name, sep, key = entry.partition(":")
-        if not sep or not name.strip() or not key.strip():
-            raise ValueError(f"{where}, entry {n}: expected name:key")  # never echo the entry
-        keys[name.strip()] = key.strip().encode()
+        name, sep, key = (part.strip() for part in entry.partition(":"))
+        problem = None
+        if not sep or not name or not key:
+            problem = "expected name:key"
+        elif not NAME.fullmatch(name):
+            problem = "the name must be 1-64 letters, digits, '_', '.', '@' or '-'"
+        elif not KEY.fullmatch(key):
+            problem = "the key must be printable ASCII without spaces"
+        elif len(key) < MIN_KEY_LENGTH:
+            problem = f"the key is shorter than {MIN_KEY_LENGTH} characters"
+        elif name in keys:
+            problem = f"the name {name!r} is used twice"
+        elif key.encode() in keys.values():
+            problem = "the same key is given twice"
+        if problem:
+            raise ValueError(f"{where}, entry {n}: {problem}")  # never echo the entry
+        keys[name] = key.encode()
     return keys
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who asks: ``name`` for logs and metrics (the key's name, or ``anonymous``), ``quota``
+    what rate and stream limits count against (the name, or ``anonymous@ADDRESS``)."""
+
+    name: str
+    quota: str
 
 
 @dataclass
@@ -74,20 +109,31 @@ class AccessControl:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessControl:
+        """Raises ``ValueError`` on a malformed key configuration: the service must not start."""
         keys = parse_keys(settings.api_keys or "", "RTMSERVE_API_KEYS")
         if settings.api_keys_file is not None:
             path = Path(settings.api_keys_file)
-            keys |= parse_keys(path.read_text(), str(path))
+            for name, key in parse_keys(path.read_text(), str(path)).items():
+                if name in keys or key in keys.values():
+                    raise ValueError(f"{path}: the name {name!r} or its key is given twice")
+                keys[name] = key
         return cls(keys, settings.rate_limit, settings.rate_burst)
 
     @property
     def enabled(self) -> bool:
         return bool(self.keys)
 
-    def authenticate(self, presented: str | None) -> str:
-        """The client's name; raises ``Unauthenticated`` (401) or ``RateLimited`` (429)."""
+    def authenticate(self, presented: str | None, address: str = "") -> Client:
+        """Who asks, charged one request; raises ``Unauthenticated`` (401) or ``RateLimited``
+        (429). ``address``: the client's network address (the quota without keys)."""
+        client = self.identify(presented, address)
+        self.charge(client)
+        return client
+
+    def identify(self, presented: str | None, address: str = "") -> Client:
+        """Who asks, without charging anything; raises ``Unauthenticated`` (401)."""
         if not self.enabled:
-            return ANONYMOUS
+            return Client(ANONYMOUS, f"{ANONYMOUS}@{caller_network(address) or 'unknown'}")
         if not presented:
             raise Unauthenticated(
                 "an API key is required (X-API-Key header, or Authorization: Bearer KEY)"
@@ -99,15 +145,51 @@ class AccessControl:
                 name = candidate
         if name is None:
             raise Unauthenticated("the API key is not valid")
-        if self.rate > 0:
-            bucket = self.buckets.setdefault(name, TokenBucket(self.rate, self.burst, self.clock))
-            wait = bucket.take()
-            if wait > 0:
-                raise RateLimited(
-                    f"client {name!r} is over its rate of {self.rate:g} requests/s",
-                    retry_after=math.ceil(wait),
-                )
-        return name
+        return Client(name, name)
+
+    def _wait(self, client: Client) -> float:
+        """Takes a token from ``client``'s bucket: 0, or the seconds until one is due."""
+        if self.rate <= 0:
+            return 0.0
+        bucket = self.buckets.get(client.quota)
+        if bucket is None:
+            if len(self.buckets) >= MAX_ADDRESS_BUCKETS:  # forget the full ones (idle callers)
+                now = self.clock()
+                kept = {q: b for q, b in self.buckets.items()
+                        if b.tokens + (now - b.stamp) * b.rate < b.burst}  # fmt: skip
+                if len(kept) > MAX_ADDRESS_BUCKETS // 2:  # all busy: the oldest go too
+                    kept = dict(list(kept.items())[len(kept) // 2 :])
+                self.buckets = kept
+            bucket = self.buckets[client.quota] = TokenBucket(self.rate, self.burst, self.clock)
+        return bucket.take()
+
+    def charge(self, client: Client) -> None:
+        """One request: raises ``RateLimited`` (429) when ``client`` is over its rate."""
+        wait = self._wait(client)
+        if wait > 0:
+            who = "this address" if client.name == ANONYMOUS else f"client {client.name!r}"
+            raise RateLimited(
+                f"{who} is over its rate of {self.rate:g} requests/s", retry_after=math.ceil(wait)
+            )
+
+    async def pace(self, client: Client) -> None:
+        """One frame of a stream: waits for ``client``'s next token, so that a stream runs at
+        most at its client's rate (a live source then skips frames) instead of costing one
+        request for thousands of frames."""
+        while (wait := self._wait(client)) > 0:
+            await asyncio.sleep(wait)
+
+
+def caller_network(address: str) -> str:
+    """What counts as one caller without keys: its IPv4 address, or its IPv6 /64 (one host
+    commonly holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
 
 
 def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:

@@ -50,7 +50,8 @@ async def infer(
     try:
         result = await services.client.infer(request)
     except TritonUnavailable as exc:
-        raise ServiceUnavailable(f"inference server unavailable: {exc}", retry_after=1) from exc
+        # its detail names internal addresses: the supervisor and keeper log what happened
+        raise ServiceUnavailable("the inference server is unavailable", retry_after=1) from exc
     except TritonError as exc:
         message = public_meta(str(exc))  # no server paths in what a client reads
         if INVALID_IMAGE in message:  # an encoded image the pipeline could not decode

@@ -12,7 +12,7 @@ from contextlib import aclosing
 
 import grpc
 
-from service.app.access import presented_key
+from service.app.access import Client, presented_key
 from service.app.context import Services
 from service.app.errors import ApiError
 from service.app.estimate import estimate_pose
@@ -34,12 +34,12 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def _client(self, context: grpc.aio.ServicerContext) -> str:
+    def _client(self, context: grpc.aio.ServicerContext) -> Client:
         metadata = dict(context.invocation_metadata() or ())
         key = presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
-        name = self.services.access.authenticate(key)
-        CLIENT_REQUESTS.labels("grpc", name).inc()
-        return name
+        client = self.services.access.authenticate(key, peer_address(context.peer()))
+        CLIENT_REQUESTS.labels("grpc", client.name).inc()
+        return client
 
     async def Estimate(
         self, request: pb.EstimateRequest, context: grpc.aio.ServicerContext
@@ -71,8 +71,8 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
             is_config = first.WhichOneof("kind") == "config"
             options = stream_options(first.config if is_config else pb.StreamConfig())
             models = StreamModels.resolve(self.services.index, options)
-            with self.services.streams.reserve(client):
-                session = StreamSession(self.services, models, options)
+            with self.services.streams.reserve(client.quota):
+                session = StreamSession(self.services, models, options, client=client, live=True)
                 frames = self._frames(None if is_config else first, requests)
                 async with aclosing(run_stream(session, frames, api="grpc")) as results:
                     async for result in results:
@@ -89,6 +89,14 @@ class PoseServicer(pb_grpc.PoseServiceServicer):
             yield await asyncio.to_thread(frame_input, first, max_pixels)
         async for request in requests:
             yield await asyncio.to_thread(frame_input, request, max_pixels)
+
+
+def peer_address(peer: str | None) -> str:
+    """``ipv4:1.2.3.4:5678`` or ``ipv6:[::1]:5678`` -> the address without the port."""
+    kind, _, rest = (peer or "").partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return rest.rpartition(":")[0] if kind == "ipv4" else rest
 
 
 def _frame_message(result: FrameResult) -> pb.FrameResult:

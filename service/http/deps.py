@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.app.access import presented_key
+from service.app.access import Client, presented_key
 from service.app.context import Services
+from service.app.errors import ApiError
 from service.metrics.families import CLIENT_REQUESTS
 
 
@@ -25,16 +26,36 @@ BEARER = HTTPBearer(auto_error=False, description="an API key as a bearer token"
 
 
 def client_name(
+    request: Request,
     services: ServicesDep,
     key: Annotated[str | None, Security(API_KEY)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
-) -> str:
-    """The client's name (its key's, or ``anonymous`` without keys); 401 or 429 otherwise."""
-    name = services.access.authenticate(
-        presented_key(key, f"Bearer {bearer.credentials}" if bearer else None)
+) -> Client:
+    """Who asks (its key's name, or ``anonymous`` and its address without keys), charged one
+    request; 401 or 429 otherwise."""
+    client = services.access.authenticate(
+        presented_key(key, f"Bearer {bearer.credentials}" if bearer else None),
+        request.client.host if request.client else "",
     )
-    CLIENT_REQUESTS.labels("http", name).inc()
-    return name
+    CLIENT_REQUESTS.labels("http", client.name).inc()
+    return client
 
 
-ClientDep = Annotated[str, Depends(client_name)]
+def optional_client(
+    services: ServicesDep,
+    key: Annotated[str | None, Security(API_KEY)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> str | None:
+    """The name behind a valid key, else None (no error, nothing charged): for the open
+    endpoints, which tell more only to a client that holds a key."""
+    if not services.access.enabled:
+        return None
+    try:
+        presented = presented_key(key, f"Bearer {bearer.credentials}" if bearer else None)
+        return services.access.identify(presented).name
+    except ApiError:
+        return None
+
+
+ClientDep = Annotated[Client, Depends(client_name)]
+KnownClientDep = Annotated[str | None, Depends(optional_client)]

@@ -26,7 +26,7 @@ from service.app.options import StreamOptions
 from service.app.render import RenderQuery
 from service.app.schemas import FrameResult
 from service.app.video.annotate import Mp4Writer, annotate
-from service.app.video.container import VIDEO_TYPES, decode, probe
+from service.app.video.container import VIDEO_TYPES, VideoInfo, decode, probe
 from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
 from service.metrics.record import observe_error
 
@@ -76,7 +76,7 @@ async def pose_video(
     options = StreamOptions(**query.model_dump(include=set(StreamOptions.model_fields)))
     models = StreamModels.resolve(services.index, options)
     slot = ExitStack()
-    slot.enter_context(services.streams.reserve(client))  # held until the last line is sent
+    slot.enter_context(services.streams.reserve(client.quota))  # held until the last line is sent
     try:
         data = await read_upload(request, settings, settings.max_video_bytes, InvalidVideo)
         limits = (settings.max_video_frames, settings.max_video_seconds, settings.max_image_pixels)
@@ -84,24 +84,22 @@ async def pose_video(
     except BaseException:
         slot.close()
         raise
-    session = StreamSession(services, models, options, fps=info.fps)
+    session = StreamSession(services, models, options, fps=info.fps, client=client)
     if query.render == "mp4":
         try:
-            video = await _mp4(session, data, info.codec, info.fps, query)
+            video = await _mp4(session, data, info, query)
         finally:
             slot.close()
         return Response(video, media_type="video/mp4")
     # closed by the stream's end, or (if it never starts: the client left) after the response
-    return NDJSONResponse(
-        _lines(slot, session, data, info.codec), background=BackgroundTask(slot.close)
-    )
+    return NDJSONResponse(_lines(slot, session, data, info), background=BackgroundTask(slot.close))
 
 
 async def _lines(
-    slot: ExitStack, session: StreamSession, data: bytes, codec: str
+    slot: ExitStack, session: StreamSession, data: bytes, info: VideoInfo
 ) -> AsyncIterator[bytes]:
     async with (
-        aclosing(decode(data, codec)) as frames,
+        aclosing(decode(data, info)) as frames,
         aclosing(run_stream(session, frames)) as results,
     ):
         try:
@@ -114,9 +112,7 @@ async def _lines(
             slot.close()
 
 
-async def _mp4(
-    session: StreamSession, data: bytes, codec: str, fps: float | None, query: RenderQuery
-) -> bytes:
+async def _mp4(session: StreamSession, data: bytes, info: VideoInfo, query: RenderQuery) -> bytes:
     """The whole stream, each frame drawn with its result and encoded as it comes."""
     images: deque = deque()
 
@@ -126,9 +122,9 @@ async def _mp4(
             yield frame
 
     sink = io.BytesIO()
-    writer = Mp4Writer(sink, fps or 30.0)
+    writer = Mp4Writer(sink, info.fps or 30.0)
     async with (
-        aclosing(decode(data, codec)) as frames,
+        aclosing(decode(data, info)) as frames,
         aclosing(run_stream(session, kept(frames))) as results,
     ):
         async for result in results:

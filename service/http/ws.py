@@ -14,7 +14,16 @@ Backpressure: at most one frame waits. A frame that arrives while another waits 
 sends faster than the service answers sees fresh frames, never a growing queue. The page at
 ``/`` sends a frame only when the previous result came back, which never drops.
 
-Browsers cannot set headers on a WebSocket: the API key may come as ``?api_key=``.
+The API key: an ``X-API-Key`` or ``Authorization: Bearer`` header where the client can set
+one; browsers cannot, so the first message may carry it as ``"api_key"`` (the page at ``/``
+does). ``?api_key=`` in the URL still works for old clients, but URLs end up in logs and
+histories: the logs redact it (``service.logs``), and new clients should not send it.
+
+Limits per connection: text messages up to ``MAX_TEXT_BYTES``, frames up to the upload limit
+(else close 1009), at most ``MESSAGE_RATE`` messages/s (burst ``MESSAGE_BURST``; else close
+1008), each with a reason; every frame processed draws from the client's rate like a request,
+and the stream waits for the client at most ``max_video_seconds`` of the server's time
+(``StreamSession``), whatever timestamps it sends.
 """
 
 from __future__ import annotations
@@ -28,10 +37,10 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from service.app.access import presented_key
+from service.app.access import TokenBucket, presented_key
 from service.app.context import Services
 from service.app.decode import decode_image
-from service.app.errors import ApiError, InvalidParameter
+from service.app.errors import ApiError, InvalidParameter, PayloadTooLarge, RateLimited
 from service.app.options import StreamOptions, validated
 from service.app.video.session import FrameInput, StreamModels, StreamSession, run_stream
 from service.metrics.families import CLIENT_REQUESTS
@@ -40,20 +49,43 @@ from service.metrics.record import observe_error
 router = APIRouter()
 
 CLOSE_CODES = {401: 1008, 403: 1008, 429: 1013, 503: 1013}  # policy violation, try again later
+MAX_TEXT_BYTES = 16 * 1024  # a StreamConfig or a timestamp is well under 1 KiB
+MESSAGE_RATE, MESSAGE_BURST = 100.0, 200  # per connection: a camera at 30 fps sends 60/s
 
 
-async def _config(ws: WebSocket, idle: float) -> StreamOptions:
+class Violation(ApiError):
+    """The client broke a per-connection limit: the socket closes with ``close_code``."""
+
+    def __init__(self, error: ApiError, close_code: int) -> None:
+        super().__init__(error.message)
+        self.status, self.code, self.close_code = error.status, error.code, close_code
+
+
+def _text_limit(text: str) -> None:
+    if len(text) > MAX_TEXT_BYTES or len(text.encode()) > MAX_TEXT_BYTES:
+        error = PayloadTooLarge(f"text messages are limited to {MAX_TEXT_BYTES} bytes")
+        raise Violation(error, 1009)
+
+
+async def _first_message(ws: WebSocket, idle: float) -> dict:
+    """The first message: the StreamConfig as a JSON object (``api_key`` may be among it)."""
     try:
-        text = await asyncio.wait_for(ws.receive_text(), idle)
-        fields = json.loads(text)
+        message = await asyncio.wait_for(ws.receive(), idle)
     except TimeoutError:
         raise InvalidParameter(f"no StreamConfig within {idle:g} s") from None
-    except (json.JSONDecodeError, KeyError):
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise InvalidParameter("the first message must be the StreamConfig as JSON text")
+    _text_limit(text)
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError:
         raise InvalidParameter("the first message must be the StreamConfig as JSON text") from None
     if not isinstance(fields, dict):
         raise InvalidParameter("the StreamConfig must be a JSON object")
-    fields.pop("api_key", None)
-    return validated(StreamOptions, fields)
+    return fields
 
 
 @router.websocket("/v1/pose/ws")
@@ -61,20 +93,30 @@ async def pose_ws(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     await ws.accept()
     try:
-        key = presented_key(ws.headers.get("x-api-key") or ws.query_params.get("api_key"),
-                            ws.headers.get("authorization"))  # fmt: skip
-        client = services.access.authenticate(key)
-        CLIENT_REQUESTS.labels("ws", client).inc()
-        options = await _config(ws, services.settings.idle_timeout_s)
+        fields = await _first_message(ws, services.settings.idle_timeout_s)
+        in_message = fields.pop("api_key", None)
+        key = presented_key(
+            ws.headers.get("x-api-key")
+            or (in_message if isinstance(in_message, str) else None)
+            or ws.query_params.get("api_key"),  # old clients: redacted from the logs
+            ws.headers.get("authorization"),
+        )
+        client = services.access.authenticate(key, ws.client.host if ws.client else "")
+        CLIENT_REQUESTS.labels("ws", client.name).inc()
+        options = validated(StreamOptions, fields)
         models = StreamModels.resolve(services.index, options)
-        with services.streams.reserve(client):
-            await _serve(ws, StreamSession(services, models, options), services)
+        with services.streams.reserve(client.quota):
+            session = StreamSession(services, models, options, client=client, live=True)
+            await _serve(ws, session, services)
     except ApiError as exc:
         observe_error("ws", exc.code)
         if ws.client_state == WebSocketState.CONNECTED:
+            code = getattr(exc, "close_code", None) or CLOSE_CODES.get(
+                exc.status, 1008 if exc.status < 500 else 1011
+            )
             with contextlib.suppress(Exception):  # the client may be gone already
                 await ws.send_text(json.dumps(exc.body()))
-                await ws.close(CLOSE_CODES.get(exc.status, 1008 if exc.status < 500 else 1011))
+                await ws.close(code, exc.message.encode()[:120].decode(errors="ignore"))
     except WebSocketDisconnect:
         pass
 
@@ -89,21 +131,35 @@ async def _serve(ws: WebSocket, session: StreamSession, services: Services) -> N
             dropped[0] += 1
         waiting.put_nowait(item)
 
+    max_bytes = services.settings.max_upload_bytes
+    violations: list[Violation] = []
+
     async def receive() -> None:
         timestamp: float | None = None
+        bucket = TokenBucket(MESSAGE_RATE, MESSAGE_BURST)
         try:
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                if message.get("text") is not None:
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        timestamp = float(json.loads(message["text"])["timestamp"])
+                text, data = message.get("text"), message.get("bytes")
+                if bucket.take() > 0:
+                    limited = RateLimited(f"more than {MESSAGE_RATE:g} messages/s")
+                    raise Violation(limited, 1008)
+                if text is not None:
+                    _text_limit(text)
+                    with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                        timestamp = float(json.loads(text)["timestamp"])
                     continue
-                if message.get("bytes") is not None:
-                    offer((message["bytes"], timestamp if timestamp is not None
+                if data is not None:
+                    if len(data) > max_bytes:
+                        too_big = PayloadTooLarge(f"frames are limited to {max_bytes} bytes")
+                        raise Violation(too_big, 1009)
+                    offer((data, timestamp if timestamp is not None
                            else time.monotonic() - start))  # fmt: skip
                     timestamp = None
+        except Violation as exc:
+            violations.append(exc)  # the session ends with what it has, then the socket closes
         finally:
             offer(None)  # the end: the session finishes what it has
 
@@ -133,6 +189,8 @@ async def _serve(ws: WebSocket, session: StreamSession, services: Services) -> N
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
             await receiver
+    if violations:
+        raise violations[0]
     if ws.client_state == WebSocketState.CONNECTED:
         await ws.close(1000)
 

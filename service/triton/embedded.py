@@ -21,6 +21,7 @@ import ctypes
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,8 +95,15 @@ def prepare_backends(work_dir: Path) -> Path:
     return target
 
 
+# Never handed to tritonserver and its model stubs: the API keys, TLS material and anything
+# named like a credential (a model's code runs there, and its environment is readable by it).
+SECRET_ENV = re.compile(
+    r"(?i)^RTMSERVE_(API_KEYS|TLS_)|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY"
+)
+
+
 def _child_env(libs: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not SECRET_ENV.search(k)}
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libs), env.get("LD_LIBRARY_PATH")]))
     # The stub runs model.py with the interpreter found on PATH: make it this one.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -9,7 +9,6 @@ tests run as processes: ``rtmserve serve`` parsed by rtmserve's own CLI, Triton 
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import subprocess
@@ -22,10 +21,14 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from rtmserve.cli import build_parser, settings_from_args
+from rtmserve.fleet import METRICS_PORT
 from rtmserve.launch import RTMSERVE, free_port
+from service.app.access import AccessControl
 from service.repository.configs import GPU_CONFIG_NAME, TENSORRT_CONFIG_NAME
+from service.server import exposure_problem
 from service.settings import Settings
 from service.triton.embedded import EmbeddedTriton, TritonPorts, find_tritonserver
+from tests.support.deploy import dockerignore_excludes, dotenv, local_command
 from tests.support.paths import REPO
 
 ROOT = REPO
@@ -46,20 +49,36 @@ COMPOSE_ONLY = {"--model-config-name"}
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``$$``, with ``env`` as the environment."""
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` and ``$$``, with ``env`` as
+    the environment (a required variable unset raises, as ``docker compose`` refuses)."""
     if isinstance(value, dict):
         return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, env) for v in value]
     if not isinstance(value, str):
         return value
-    pattern = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
-    return pattern.sub(lambda m: "$" if m[0] == "$$" else env.get(m[1]) or (m[2] or ""), value)
+    pattern = re.compile(r"\$\$|\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+    def one(m: re.Match) -> str:
+        if m[0] == "$$":
+            return "$"
+        if m[2] == "?" and not env.get(m[1]):
+            raise KeyError(f"required variable {m[1]} is missing a value: {m[3]}")
+        return env.get(m[1]) or (m[3] if m[2] == "-" else "") or ""
+
+    return pattern.sub(one, value)
+
+
+# What an operator puts in .env beside the committed settings (compose requires them).
+OPERATOR_ENV = {
+    "RTMSERVE_API_KEYS": "ops:0123456789abcdef0123",
+    "GRAFANA_ADMIN_PASSWORD": "a-password-of-their-own",
+}
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return interpolate(yaml.safe_load(COMPOSE.read_text()), {})
+    return interpolate(yaml.safe_load(COMPOSE.read_text()), {**dotenv(), **OPERATOR_ENV})
 
 
 def flags(command: list[str]) -> dict[str, str]:
@@ -120,23 +139,6 @@ def test_every_path_compose_refers_to_exists(compose):
                 assert (ROOT / source).exists(), f"{name}: {volume}"
             else:
                 assert source in compose["volumes"], f"{name}: undeclared volume {source}"
-
-
-def dockerignore_excludes(context: Path, relative: str) -> bool:
-    """.dockerignore semantics, simplified: patterns match the path or a parent, the last
-    matching pattern wins, ``!`` re-includes."""
-    ignore = context / ".dockerignore"
-    lines = ignore.read_text().splitlines() if ignore.exists() else []
-    patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
-    parts = Path(relative).parts
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    excluded = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        pattern = pattern.lstrip("!").strip("/")
-        if any(fnmatch.fnmatch(c, pattern) for c in candidates):
-            excluded = not negated
-    return excluded
 
 
 def dockerfiles(compose: dict) -> dict[str, tuple[Path, DockerfileParser]]:
@@ -252,6 +254,7 @@ def test_prometheus_and_grafana_point_at_the_services(compose, monkeypatch):
     expected = {
         "rtmserve": f"gateway:{gateway.http_port}",
         "triton": f"triton:{triton['--metrics-port']}",
+        "rtmserve-fleet": f"localhost:{METRICS_PORT}",  # `rtmserve fleet`, not compose
     }
     for job in prometheus["scrape_configs"]:
         assert [t for c in job["static_configs"] for t in c["targets"]] == [
@@ -276,26 +279,33 @@ def test_prometheus_and_grafana_point_at_the_services(compose, monkeypatch):
 
 
 def test_tensorrt_image_matches_the_triton_image(compose):
+    """One version variable (TRITON_VERSION in .env) for the Triton image, the TensorRT image
+    that builds plans and the release ``prepare`` lists plans for."""
+    release = dotenv()["TRITON_VERSION"]
     _, parsed = dockerfiles(compose)["triton"]
-    triton_tag = parsed.parent_images[-1].split(":")[1]  # e.g. 24.12-py3
+    assert compose["services"]["triton"]["build"]["args"]["TRITON_VERSION"] == release
+    parsed.build_args = {"TRITON_VERSION": release}
+    assert parsed.parent_images[-1] == f"nvcr.io/nvidia/tritonserver:{release}-py3"
+    assert f"ARG TRITON_VERSION={release}" in parsed.content  # the default agrees
     engines = compose["services"]["engines"]["image"]
-    assert engines.startswith("nvcr.io/nvidia/tensorrt:")
-    assert engines.split(":")[1] == triton_tag  # engines only load in the TensorRT they built by
+    assert engines == f"nvcr.io/nvidia/tensorrt:{release}-py3"  # engines load where built
+    for name in ("models", "gateway", "gateway-cpu"):
+        assert compose["services"][name]["environment"]["RTMSERVE_TRITON_RELEASE"] == release
+    Settings(triton_release=release)  # a release whose TensorRT rtmserve knows
     script = compose["services"]["engines"]["command"][1]
     mounts = dict(v.split(":")[:2] for v in compose["services"]["engines"]["volumes"])
     assert (ROOT / "deploy/tensorrt" / Path(script).name).is_file()
     assert script.startswith(mounts["./deploy/tensorrt"])
+    # the builder imports service.core.plans from the tree it sits in
+    assert mounts["./service"] == str(Path(mounts["./deploy/tensorrt"]).parents[1] / "service")
 
 
-def healthcheck_command(service: dict, url: str) -> list[str]:
-    """The service's health check with its URL's host and port replaced by ``url``'s."""
+def healthcheck_command(service: dict, url: str, repository: Path | None = None) -> list[str]:
+    """The service's health check, run here: its URL's host and port replaced by ``url``'s and
+    the container's repository path by ``repository``."""
     test = service["healthcheck"]["test"]
     assert test[0] == "CMD"
-    command = test[1:]
-    assert command[:3] in (["python", "-m", "service.healthcheck"],
-                           ["python3", "-m", "service.healthcheck"])  # fmt: skip
-    path = command[3].split("://", 1)[1].split("/", 1)[1]
-    return [sys.executable, *command[1:3], f"{url}/{path}"]
+    return local_command(test[1:], url, repository)
 
 
 def test_health_checks_pass_on_the_running_service_and_fail_without_it(compose, service):
@@ -305,7 +315,39 @@ def test_health_checks_pass_on_the_running_service_and_fail_without_it(compose, 
         ("gateway-cpu", service.http),
         ("triton", service.triton_http),
     ):
-        command = healthcheck_command(services[name], url)
-        assert subprocess.run(command, capture_output=True).returncode == 0, name
+        command = healthcheck_command(services[name], url, service.repository)
+        run = subprocess.run(command, capture_output=True, text=True)
+        assert run.returncode == 0, (name, command, run.stderr)
     closed = healthcheck_command(services["gateway"], f"http://127.0.0.1:{free_port()}")
     assert subprocess.run(closed, capture_output=True).returncode == 1
+
+
+def test_compose_is_closed_by_default(compose, monkeypatch):
+    """Every published port on the host's loopback unless a documented variable says
+    otherwise; the gateways need API keys (they serve on 0.0.0.0 in their containers, which
+    ``rtmserve serve`` refuses without keys); Grafana has no anonymous access and no default
+    password; without those secrets in .env compose refuses to start."""
+    services = compose["services"]
+    published = {n: s["ports"] for n, s in services.items() if "ports" in s}
+    assert set(published) == {"gateway", "gateway-cpu", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert raw["gateway"]["ports"][0].startswith("${RTMSERVE_PUBLISH_ADDRESS:-127.0.0.1}:")
+    assert raw["grafana"]["ports"][0].startswith("${MONITORING_ADDRESS:-127.0.0.1}:")
+    open_env = {**dotenv(), **OPERATOR_ENV, "RTMSERVE_PUBLISH_ADDRESS": "0.0.0.0"}
+    assert interpolate(raw["gateway"]["ports"], open_env)[0] == "0.0.0.0:8080:8080"
+    for name in ("gateway", "gateway-cpu"):
+        monkeypatch.setenv("RTMSERVE_HOST", "0.0.0.0")  # the image's (Dockerfile)
+        settings = serve_settings(services[name], monkeypatch)
+        access = AccessControl.from_settings(settings)
+        assert access.enabled and exposure_problem(settings, access) is None
+        assert exposure_problem(settings, AccessControl({})) is not None  # without: refused
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == OPERATOR_ENV["GRAFANA_ADMIN_PASSWORD"]
+    for missing in OPERATOR_ENV:
+        env = {k: v for k, v in {**dotenv(), **OPERATOR_ENV}.items() if k != missing}
+        with pytest.raises(KeyError, match=missing):
+            interpolate(yaml.safe_load(COMPOSE.read_text()), env)

@@ -6,6 +6,7 @@ returns data from a real Prometheus scraping the service."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -15,9 +16,12 @@ import httpx
 import pytest
 import yaml
 
-from rtmserve.cli import build_parser
+from rtmserve.cli import build_parser, settings_from_args
 from rtmserve.launch import wait_until
+from service.app.access import AccessControl
+from service.server import exposure_problem
 from service.settings import Settings
+from tests.support.deploy import dotenv, local_command
 from tests.support.paths import REPO
 from tests.support.prometheus import start_prometheus
 
@@ -53,7 +57,7 @@ def test_each_overlay_renders_and_validates_strictly(overlay, tmp_path):
     assert run.stdout.count("passed") == len(docs), run.stdout
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "PersistentVolumeClaim", "Job", "PodDisruptionBudget",
-            "HorizontalPodAutoscaler", "Secret", "ConfigMap"} <= kinds  # fmt: skip
+            "HorizontalPodAutoscaler", "ConfigMap"} <= kinds  # fmt: skip
     assert all(d["metadata"].get("namespace", "rtmserve") == "rtmserve" for d in docs)
     pvc = by_kind(docs, "PersistentVolumeClaim")["rtmserve-models"]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -98,6 +102,8 @@ def test_commands_and_settings_are_the_services_own():
 
 
 def test_probe_paths_and_ports_exist_on_the_running_service(service):
+    """HTTP probes answer 200 on the running service; exec probes (Triton's readiness: the
+    serving versions answer) exit 0 when run here against it."""
     docs = render("gpu")
     urls = {"gateway": service.http, "triton": service.triton_http}
     checked = 0
@@ -105,6 +111,12 @@ def test_probe_paths_and_ports_exist_on_the_running_service(service):
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             if probe not in c:
+                continue
+            if "exec" in c[probe]:
+                command = local_command(c[probe]["exec"]["command"], urls[name], service.repository)
+                run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+                assert run.returncode == 0, (name, probe, command, run.stderr)
+                checked += 1
                 continue
             get = c[probe]["httpGet"]
             assert get["port"] in ports, (name, probe)
@@ -114,6 +126,19 @@ def test_probe_paths_and_ports_exist_on_the_running_service(service):
     assert checked == 6
     gateway = containers(docs)["gateway"]
     assert {p["containerPort"] for p in gateway["ports"]} == {8080, 50051}
+
+
+def test_the_keeper_reaches_triton_pods_that_are_not_ready_and_one_release_is_named():
+    docs = render("gpu")
+    peers = by_kind(docs, "Service")["rtmserve-triton-peers"]
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["publishNotReadyAddresses"] is True  # loading pods too
+    release = dotenv()["TRITON_VERSION"]
+    image = containers(docs)["triton"]["image"]
+    assert image.endswith(f":{release}"), image
+    for name in ("gateway", "prepare"):
+        env = {e["name"]: e.get("value") for e in containers(docs)[name]["env"]}
+        assert env["RTMSERVE_TRITON_RELEASE"] == release, name
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +181,25 @@ def test_the_autoscalers_metrics_come_from_adapter_rules_that_return_data(
         wait_until(lambda q=query: prometheus.query(q), 60, f"{name}: {shlex.quote(query)}")
         result = prometheus.query(query)
         assert result and all(float(r["value"][1]) >= 0 for r in result), (name, result)
+
+
+@pytest.mark.parametrize("overlay", ["gpu", "cpu"])
+def test_the_gateway_requires_its_api_keys(overlay, monkeypatch):
+    """Keys come from a Secret the pod cannot start without, created outside git (none is
+    rendered, so an apply never overwrites it with an empty one); the gateway is not told to
+    serve open, and without keys on the image's 0.0.0.0 it would refuse to."""
+    docs = render(overlay)
+    assert "Secret" not in {d["kind"] for d in docs}
+    for name in ("gateway", "prepare"):
+        env = {e["name"]: e for e in containers(docs)[name].get("env", [])}
+        assert "RTMSERVE_INSECURE" not in env
+        assert "--insecure" not in containers(docs)[name]["args"]
+    keys = {e["name"]: e for e in containers(docs)["gateway"]["env"]}["RTMSERVE_API_KEYS"]
+    ref = keys["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "rtmserve-api-keys" and ref["optional"] is False
+    for var in list(os.environ):
+        if var.startswith("RTMSERVE_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("RTMSERVE_HOST", "0.0.0.0")  # the image's (Dockerfile)
+    settings = settings_from_args(build_parser().parse_args(containers(docs)["gateway"]["args"]))
+    assert exposure_problem(settings, AccessControl({})) is not None

@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
-from rtmserve.launch import wait_until
+from rtmserve.launch import start_service, wait_until
 from service.core.image import decode
-from tests.support.paths import REPO
+from tests.support.paths import MODELS_MIRROR, REPO
 from tests.support.streaming import clip_images
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -120,4 +120,40 @@ def test_the_camera_streams_over_the_websocket_with_stable_tracks(browser, servi
     # the arm wrestlers keep their IDs: the last frame shares IDs with the first ones
     early = {i for ids in seen[:10] for i in ids}
     assert set(seen[-1]) & early, seen
+    assert errors(browser) == []
+
+
+PAGE_KEY = "page-8c1f5e2a9d7b3046"
+
+
+@pytest.fixture(scope="module")
+def keyed_service(tmp_path_factory):
+    home = tmp_path_factory.mktemp("keyed-page-home")
+    svc = start_service(home, MODELS_MIRROR, {"RTMSERVE_API_KEYS": f"page:{PAGE_KEY}"})
+    yield svc
+    assert svc.stop() == 0
+    assert PAGE_KEY not in svc.log.read_text(errors="replace")
+
+
+def test_with_keys_the_page_takes_its_key_from_the_fragment_and_never_puts_it_in_a_url(
+    browser, keyed_service, coco_images
+):
+    """``/#api_key=KEY``: the fragment never reaches the server; the page drops it from the
+    address bar and sends it in headers and the WebSocket's first message, never in a URL."""
+    browser.get(f"{keyed_service.http}/#api_key={PAGE_KEY}")
+    models_listed = "return document.getElementById('model').options.length > 1"
+    wait_until(lambda: browser.execute_script(models_listed), 30, "the model list (with the key)")
+    assert PAGE_KEY not in browser.current_url
+    browser.find_element("id", "file").send_keys(str(coco_images[PHOTO]))
+    wait_until(lambda: browser.find_element("id", "status").text in ("done", "failed"), 120,
+               "the photo's answer")  # fmt: skip
+    assert browser.find_element("id", "status").text == "done", state(browser)["errors"]
+    browser.find_element("id", "camera").click()
+    wait_until(lambda: state(browser)["frames"] >= 5 or state(browser)["errors"], 240,
+               "5 frames answered over the WebSocket")  # fmt: skip
+    assert state(browser)["errors"] == []
+    browser.find_element("id", "camera").click()  # stop
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")  # fmt: skip
+    assert all(PAGE_KEY not in u for u in urls), urls
     assert errors(browser) == []

@@ -4,17 +4,20 @@ queues them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 
 import cv2
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from rtmserve.client.grpc import SourceFrame, frame_result, stream
 from rtmserve.launch import wait_until
 from service.app.schemas import FrameResult
 from service.grpc.gen import pose_pb2 as pb
+from service.http.ws import MAX_TEXT_BYTES, MESSAGE_BURST, MESSAGE_RATE
 from tests.support.streaming import clip_images, runtime, wait_released
 
 FRAMES = 24
@@ -116,3 +119,46 @@ def test_a_client_that_vanishes_mid_stream_releases_everything(service, jpegs):
         again.send("{}")
         again.send(jpegs[0])
         assert FrameResult.model_validate_json(again.recv(timeout=60)).error is None
+
+
+def closed_with(ws, code: int) -> tuple[dict, str]:
+    """Reads up to the close: the last error message and the close reason."""
+    error = None
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            message = json.loads(ws.recv(timeout=60))
+            if "timings" not in message:  # results may come first; the error is alone
+                error = message
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    assert error is not None, "no error message before the close"
+    return error["error"], closed.value.rcvd.reason
+
+
+def test_oversized_messages_close_the_socket_with_1009(service, jpegs):
+    for first in ("{}", None):  # the StreamConfig itself, or a later text message
+        with connect(ws_url(service), max_size=None) as ws:
+            if first:
+                ws.send(first)
+            ws.send(json.dumps({"timestamp": 1, "padding": "x" * MAX_TEXT_BYTES}))
+            error, reason = closed_with(ws, 1009)
+            assert error["code"] == "payload_too_large" and str(MAX_TEXT_BYTES) in reason
+    with connect(ws_url(service), max_size=None) as ws:  # a frame over the upload limit
+        ws.send("{}")
+        ws.send(jpegs[0])
+        ws.send(jpegs[0] + bytes(8 << 20))  # the session's RTMSERVE_MAX_UPLOAD_BYTES: 8 MiB
+        error, reason = closed_with(ws, 1009)
+        assert error["code"] == "payload_too_large" and "frames are limited" in reason
+
+
+def test_a_flood_of_text_messages_closes_the_socket_with_1008(service, jpegs):
+    with connect(ws_url(service), max_size=None) as ws:
+        ws.send("{}")
+        with contextlib.suppress(ConnectionClosed):  # it may close while we still send
+            for i in range(10 * MESSAGE_BURST):
+                ws.send(json.dumps({"timestamp": i}))
+        error, reason = closed_with(ws, 1008)
+        assert error["code"] == "rate_limited" and f"{MESSAGE_RATE:g} messages/s" in reason
+    with connect(ws_url(service), max_size=None) as ws:  # the next connection is served
+        ws.send("{}")
+        ws.send(jpegs[0])
+        assert FrameResult.model_validate_json(ws.recv(timeout=60)).error is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import numpy as np
 import pytest
@@ -31,20 +32,46 @@ class Clock:
         return self.t
 
 
+K1, K2, K3 = "k1-0123456789abcdef", "k2-0123456789abcdef", "k3-0123456789abcdef"
+
+
 def test_keys_parse_from_commas_and_lines_and_never_echo_a_bad_entry():
-    assert parse_keys("a:1, b:2\n# c:3\nd : 4", "x") == {"a": b"1", "b": b"2", "d": b"4"}
+    text = f"a:{K1}, b:{K2}\n# c:{K3}\nd : k#4-0123456789ab"
+    assert parse_keys(text, "x") == {"a": K1.encode(), "b": K2.encode(), "d": b"k#4-0123456789ab"}
     with pytest.raises(ValueError) as err:
-        parse_keys("a:1\nsecretkeywithoutname", "keys.txt")
+        parse_keys(f"a:{K1}\nsecretkeywithoutname", "keys.txt")
     assert "entry 2" in str(err.value) and "secretkeywithoutname" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a:short-key", "shorter than 16"),
+        (f"a:{K1[:8]}#{K1[8:]}", None),  # '#' is part of a key, not a comment: accepted
+        (f"a:{K1} # alice's", "without spaces"),  # an inline comment used to cut the key
+        (f"a b:{K1}", "the name"),
+        (f"a:{K1}\na:{K2}", "used twice"),
+        (f"a:{K1},b:{K1}", "given twice"),
+        (f"a:{K1}é", "printable ASCII"),
+    ],
+)
+def test_malformed_key_configuration_is_refused_loudly(text: str, problem: str | None):
+    if problem is None:
+        assert len(parse_keys(text, "x")["a"]) == len(K1) + 1
+        return
+    with pytest.raises(ValueError) as err:
+        parse_keys(text, "RTMSERVE_API_KEYS")
+    assert problem in str(err.value) and K1 not in str(err.value)
+
+
 def test_keys_are_checked_and_the_client_is_known_by_its_name():
-    access = AccessControl({"alice": b"k1", "bob": b"k2"})
-    assert access.authenticate("k2") == "bob"
-    for bad in (None, "", "k3", "k1 "):
+    access = AccessControl({"alice": K1.encode(), "bob": K2.encode()})
+    assert access.authenticate(K2).name == "bob"
+    for bad in (None, "", K3, K1 + " "):
         with pytest.raises(Unauthenticated):
             access.authenticate(bad)
-    assert AccessControl({}).authenticate(None) == "anonymous"  # no keys, no checks
+    anonymous = AccessControl({}).authenticate(None, "10.0.0.7")  # no keys, no checks
+    assert anonymous.name == "anonymous" and anonymous.quota == "anonymous@10.0.0.7"
     assert presented_key(None, "Bearer k1") == "k1" and presented_key("k2", "Bearer k1") == "k2"
     assert presented_key(None, "Basic k1") is None
 
@@ -56,11 +83,39 @@ def test_a_token_bucket_refills_at_its_rate():
     assert bucket.take() == pytest.approx(0.5)  # the next token is half a second away
     clock.t += 0.5
     assert bucket.take() == 0
-    access = AccessControl({"a": b"k"}, rate=1.0, burst=1, clock=clock)
-    access.authenticate("k")
+    access = AccessControl({"a": K1.encode()}, rate=1.0, burst=1, clock=clock)
+    access.authenticate(K1)
     with pytest.raises(RateLimited) as err:
-        access.authenticate("k")
+        access.authenticate(K1)
     assert err.value.retry_after == 1 and "'a'" in err.value.message
+
+
+def test_without_keys_each_address_has_its_own_bucket():
+    """Not one shared ``anonymous`` bucket that one caller empties for everyone."""
+    access = AccessControl({}, rate=1.0, burst=2, clock=Clock())
+    for _ in range(2):
+        access.authenticate(None, "10.0.0.1")
+    with pytest.raises(RateLimited) as err:
+        access.authenticate(None, "10.0.0.1")
+    assert "this address" in err.value.message
+    access.authenticate(None, "10.0.0.2")  # another caller is not limited by the first
+    v6 = [access.identify(None, f"2001:db8::{i}").quota for i in (1, 2)]
+    assert v6[0] == v6[1] == "anonymous@2001:db8::/64"  # one host, one /64
+    assert access.identify(None, "::ffff:10.0.0.1").quota == "anonymous@10.0.0.1"
+
+
+def test_a_stream_frame_waits_for_its_token():
+    """``pace``: frames beyond the burst come at the key's rate, on the real clock."""
+
+    async def main() -> float:
+        access = AccessControl({"a": K1.encode()}, rate=20.0, burst=2)
+        client = access.identify(K1)
+        start = time.monotonic()
+        for _ in range(6):
+            await access.pace(client)
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) >= (6 - 2) / 20.0 * 0.95
 
 
 def test_admission_queues_a_few_and_sheds_the_rest():

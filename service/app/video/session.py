@@ -21,6 +21,7 @@ from service.core.keypoints import set_of
 from service.core.pipeline import STAGES
 from service.metrics.record import metered_stream
 
+from ..access import Client
 from ..context import Services
 from ..decode import ImageIn
 from ..errors import ApiError, InferenceFailed, ServiceUnavailable, StreamLimitExceeded
@@ -115,8 +116,19 @@ class StreamSession:
         models: StreamModels,
         options: StreamOptions,
         fps: float | None = None,
+        client: Client | None = None,
+        live: bool = False,
     ) -> None:
+        """``client``: whose rate every frame draws from (``AccessControl.pace``); ``live``:
+        frames arrive from the client as it pleases (gRPC, WebSocket), so the duration limit
+        counts on the server's clock, not on timestamps the client chose: the time the stream
+        has been open less the time the server spent on its frames (``busy``), i.e. the time
+        it held its slot waiting for the client's frames (or its rate). A client that sends
+        faster than the service answers is never cut short; one that trickles frames stamped
+        0 is."""
         settings = services.settings
+        self.client, self.live = client, live
+        self.started, self.busy = time.monotonic(), 0.0
         self.services, self.models, self.options = services, models, options
         # a one-stage model finds the people on every frame: there is nothing to skip
         self.det_interval = (
@@ -143,6 +155,12 @@ class StreamSession:
         if index >= self.max_frames:
             raise StreamLimitExceeded(f"the stream exceeds the limit of {self.max_frames} frames")
         self.frames += 1
+        waiting = time.monotonic() - self.started - self.busy
+        if self.live and waiting > self.max_seconds:
+            raise StreamLimitExceeded(
+                f"the stream exceeds the limit of {self.max_seconds:g} s ({waiting:.1f} s "
+                "waiting for frames or the client's rate, whatever the frames' timestamps)"
+            )
         t = frame.timestamp if frame.timestamp is not None else index / self.fps
         self._t0 = t if self._t0 is None else self._t0
         if t - self._t0 > self.max_seconds:
@@ -244,7 +262,11 @@ async def run_stream(
                     "another replica (track IDs will start afresh)",
                     retry_after=1,
                 )
+            if session.client is not None:
+                await services.access.pace(session.client)
+            started = time.monotonic()
             result = await session.process(frame)
+            session.busy += time.monotonic() - started
             error = result.error.code if result.error else None
             meter.frame(result.detected, error, result.timings, len(result.persons))
             yield result
