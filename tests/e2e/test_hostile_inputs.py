@@ -1,15 +1,24 @@
 """A corpus of hostile and unusual inputs against the real service: each gets the right 4xx (or
 gRPC status) with a JSON body naming the problem, or a correct result, and the service stays
-healthy throughout."""
+healthy throughout. While each is answered, the service's processes (gateway, tritonserver, its
+stubs) are watched: no input makes them open a socket (UDP, a listener, or a connection to
+anything but the service's own ports), reach the canary listener the inputs point at, or grow
+their memory past a generous bound."""
 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import struct
+import threading
 import time
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
+import av
 import cv2
 import grpc
 import httpx
@@ -21,6 +30,16 @@ from rtmserve.client.grpc import channel
 from service.grpc.gen import pose_pb2 as pb
 from service.grpc.gen import pose_pb2_grpc as pb_grpc
 from tests.conftest import IDLE_TIMEOUT_S
+from tests.support.procs import (
+    Socket,
+    peak_rss_bytes,
+    processes,
+    rss_bytes,
+    sockets,
+    stubs,
+    tritonserver,
+)
+from tests.support.streaming import write_video
 
 PHOTO = "000000196141.jpg"  # four people, 640x429
 
@@ -78,13 +97,232 @@ def boxes(body: dict) -> np.ndarray:
     return np.array([p["bbox"] for p in body["persons"]]).reshape(-1, 4)
 
 
-def refused(http, status: int, code: str, **request) -> str:
-    r = http.post(request.pop("path", "/v1/pose"), **request)
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    error = r.json()["error"]
-    assert error["code"] == code and error["message"]
-    return error["message"]
+VIDEO = "/v1/pose/video"
+MKV = b"\x1a\x45\xdf\xa3"  # the magic bytes each container is sniffed by
+AVI = b"RIFF\0\0\0\0AVI LIST\0\0\0\0"
+MP4 = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2"
+LIMIT_PIXELS = 25_000_000  # the fixture's RTMSERVE_MAX_IMAGE_PIXELS
+
+
+class Canary:
+    """A TCP listener on loopback that counts connections: hostile inputs name it as their
+    remote file, stream or playlist, so any fetch by the service shows up here."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Canary]:
+    c = Canary()
+    yield c
+    c.server.close()
+
+
+def service_pids(service) -> list[int]:
+    server = tritonserver(service)
+    return [service.proc.pid, *([server.pid] if server else []), *(p.pid for p in stubs(service))]
+
+
+def held_sockets(pids: list[int]) -> set[Socket]:
+    return set().union(*(sockets(pid) for pid in pids))
+
+
+def foreign(found: set[Socket], own_ports: set[int]) -> set[Socket]:
+    """UDP sockets, listeners, and connections that touch none of the service's own ports."""
+    port = lambda endpoint: int(endpoint.rsplit(":", 1)[1])  # noqa: E731
+    return {
+        s
+        for s in found
+        if s.kind.startswith("udp")
+        or s.state == "0A"
+        or not {port(s.local), port(s.remote)} & own_ports
+    }
+
+
+def watched(http, service, request: dict) -> tuple[httpx.Response, set[Socket]]:
+    """The answer to ``request``, and the new foreign sockets the service's processes held at
+    any moment while it was answered (their sockets are polled until the answer is in)."""
+    pids = service_pids(service)
+    own = set(service.ports.values())
+    before = held_sockets(pids)
+    answer: list[httpx.Response | BaseException] = []
+    done = threading.Event()
+
+    def send() -> None:
+        try:
+            answer.append(http.post(request.pop("path", "/v1/pose"), **request))
+        except BaseException as exc:  # re-raised below
+            answer.append(exc)
+        done.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    seen: set[Socket] = set()
+    while True:
+        finished = done.is_set()  # one more look after the answer came
+        seen |= foreign(held_sockets(pids) - before, own)
+        if finished:
+            break
+        done.wait(0.005)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0], seen
+
+
+def sdp(port: int, address: str = "127.0.0.1") -> bytes:
+    """A session description: FFmpeg's sdp demuxer binds UDP ``port`` (and joins ``address``
+    when it is a multicast group) and waits for RTP."""
+    return (
+        f"\nv=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=pose\r\nc=IN IP4 {address}/32\r\nt=0 0\r\n"
+        f"m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    ).encode()
+
+
+def ffconcat(url: str) -> bytes:
+    return f"ffconcat version 1.0\nfile '{url}'\nfile '{url}'\n".encode()
+
+
+def m3u8(url: str) -> bytes:
+    return (
+        f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{url}\n#EXT-X-ENDLIST\n"
+    ).encode()
+
+
+def mjpeg_avi(sizes: list[tuple[int, int]], declared=(64, 64), frames: list[bytes] | None = None):
+    """An MJPEG AVI whose header declares ``declared`` (width, height) and whose frames are
+    black JPEGs of ``sizes`` (or the given packets): a header may lie."""
+    if frames is None:
+        frames = [
+            cv2.imencode(".jpg", np.zeros((h, w, 3), np.uint8))[1].tobytes() for w, h in sizes
+        ]
+    out = io.BytesIO()
+    with av.open(out, "w", format="avi") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height = declared
+        stream.pix_fmt = "yuvj420p"
+        for i, data in enumerate(frames):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts = stream, i, i
+            container.mux(packet)
+    return out.getvalue()
+
+
+def declaring(avi: bytes, width: int, height: int) -> bytes:
+    """The AVI with its main and stream headers (avih, strf) claiming ``width`` x ``height``."""
+    data = bytearray(avi)
+    avih, strf = data.index(b"avih"), data.index(b"strf")
+    struct.pack_into("<II", data, avih + 40, width, height)  # dwWidth, dwHeight
+    struct.pack_into("<ii", data, strf + 12, width, height)  # biWidth, biHeight
+    return bytes(data)
+
+
+def encoded(codec: str, fmt: str, pix_fmt: str = "yuv420p") -> bytes:
+    """Three small frames in a codec the service does not decode."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
+
+
+def audio_only() -> bytes:
+    out = io.BytesIO()
+    with av.open(out, "w", format="matroska") as container:
+        stream = container.add_stream("pcm_s16le", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), "s16", "mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
+
+
+def black(n: int, size=(48, 64)) -> list[np.ndarray]:
+    return [np.full((*size, 3), 16 + i % 4, np.uint8) for i in range(n)]
+
+
+def video_corpus(port: int) -> list[tuple[str, dict, int, str]]:
+    """Hostile containers for /v1/pose/video; ``port`` is the canary's, named as their target."""
+    http, rtsp, file = (
+        f"http://127.0.0.1:{port}/x.ts",
+        f"rtsp://127.0.0.1:{port}/x",
+        "file:/etc/passwd",
+    )
+    big_first = mjpeg_avi([(7000, 7000), (64, 64)])  # 49 MP behind a 64x64 header, 0.8 MB
+    big_second = mjpeg_avi([(64, 64), (7000, 7000), (64, 64)])
+    mpeg4_big = declaring(write_video(black(1, (5000, 5200)), "avi", "mpeg4"), 64, 48)  # 26 MP
+    vp8 = write_video(black(3), "webm", "libvpx")
+    unknown_codec = vp8.replace(b"V_VP8", b"V_ZZZ")  # no decoder at all: was a 500
+    no_jpeg = declaring(mjpeg_avi([], frames=[b"\xff\xd8\xff\xe0" + bytes(60)] * 3), 0, 0)
+    # (what, body, status, code)
+    hostile: list[tuple[str, bytes, int, str]] = [
+        ("SDP (binds UDP)", sdp(port), 415, "unsupported_media_type"),
+        ("Matroska magic + SDP (binds UDP)", MKV + sdp(port), 400, "invalid_video"),
+        ("Matroska magic + multicast SDP", MKV + sdp(port, "239.255.7.7"), 400, "invalid_video"),
+        ("AVI magic + SDP", AVI + sdp(port), 400, "invalid_video"),
+        ("MP4 magic + SDP", MP4 + sdp(port), 400, "invalid_video"),
+        ("ffconcat of a local file", ffconcat(file), 415, "unsupported_media_type"),
+        ("Matroska magic + ffconcat of a local file", MKV + ffconcat(file), 400, "invalid_video"),
+        ("Matroska magic + ffconcat of a URL", MKV + ffconcat(http), 400, "invalid_video"),
+        ("AVI magic + ffconcat of an RTSP URL", AVI + ffconcat(rtsp), 400, "invalid_video"),
+        ("HLS playlist of a URL", m3u8(http), 415, "unsupported_media_type"),
+        ("Matroska magic + HLS playlist of a URL", MKV + m3u8(http), 400, "invalid_video"),
+        ("MP4 magic + HLS playlist of a local file", MP4 + m3u8(file), 400, "invalid_video"),
+        ("AVI magic + HLS playlist of an RTSP URL", AVI + m3u8(rtsp), 400, "invalid_video"),
+        ("Matroska magic + an RTSP URL", MKV + rtsp.encode(), 400, "invalid_video"),
+        ("MP4 magic + a file: URL", MP4 + file.encode(), 400, "invalid_video"),
+        ("MJPEG AVI: a 7000x7000 first frame behind 64x64", big_first, 413, "payload_too_large"),
+        ("MPEG-4 AVI: a 5200x5000 frame behind 64x48", mpeg4_big, 413, "payload_too_large"),
+        ("AVI declaring 0x0 with no decodable frame", no_jpeg, 400, "invalid_video"),
+        (
+            "frame bomb: 301 frames, no count declared (WebM)",
+            write_video(black(301, (16, 16)), "webm", "libvpx", rate=30),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "duration bomb: 2 frames an hour apart",
+            write_video(black(2), "matroska", "mpeg4", rate=Fraction(1, 3600)),
+            413,
+            "payload_too_large",
+        ),
+        ("FFV1 (a codec not served)", encoded("ffv1", "matroska"), 415, "unsupported_media_type"),
+        ("raw video in AVI", encoded("rawvideo", "avi"), 415, "unsupported_media_type"),
+        ("a codec FFmpeg does not know", unknown_codec, 415, "unsupported_media_type"),
+        ("Matroska with audio only", audio_only(), 415, "unsupported_media_type"),
+        ("an empty video", b"", 400, "invalid_video"),
+    ]
+    cases = [(what, {"path": VIDEO, "content": body}, s, c) for what, body, s, c in hostile]
+    return [
+        *cases,
+        (
+            "render=mp4: a 7000x7000 second frame behind 64x64",
+            {"path": VIDEO, "content": big_second, "params": {"render": "mp4"}},
+            413,
+            "payload_too_large",
+        ),
+        (
+            "multipart: Matroska magic + SDP",
+            {"path": VIDEO, "files": {"file": ("a.mkv", MKV + sdp(port), "video/x-matroska")}},
+            400,
+            "invalid_video",
+        ),
+    ]
 
 
 def corpus(photo: bytes) -> list[tuple[str, dict, int, str]]:
@@ -232,19 +470,61 @@ def corpus(photo: bytes) -> list[tuple[str, dict, int, str]]:
     return cases
 
 
-def test_every_hostile_input_gets_its_4xx_and_the_service_stays_healthy(http, photo, capsys):
-    cases = corpus(photo)
-    assert len(cases) >= 30
+def warm(http, photo: bytes) -> None:
+    """Every pipeline instance has decoded and answered (their first request loads what they
+    need), so that memory measured afterwards is what the inputs cost."""
+    png = save(pil(photo), "PNG")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda body: http.post("/v1/pose", content=body), [photo, png] * 8))
+    assert {r.status_code for r in answers} == {200}
+
+
+def test_every_hostile_input_gets_its_4xx_opens_no_socket_and_keeps_memory_bounded(
+    http, service, photo, canary, capsys
+):
+    cases = corpus(photo) + video_corpus(canary.port)
+    assert len(cases) >= 50
+    warm(http, photo)
+    pids = service_pids(service)
+    rss = {pid: rss_bytes(pid) for pid in pids}
+    peak = {pid: peak_rss_bytes(pid) for pid in pids}
     for what, request, status, code in cases:
         try:
-            refused(http, status, code, **request)
+            r, opened = watched(http, service, dict(request))
+            assert not opened, f"the service opened sockets: {opened}"
+            assert canary.accepted == 0, "the service connected to the canary"
+            assert r.status_code == status, r.text
+            assert r.headers["content-type"].startswith("application/json")
+            error = r.json()["error"]
+            assert error["code"] == code and error["message"]
         except AssertionError as exc:
             raise AssertionError(f"{what}: {exc}") from None
         assert http.get("/healthz").status_code == 200, what
     assert http.get("/readyz").status_code == 200
     assert http.post("/v1/pose", content=photo).status_code == 200
+    grown = {pid: (rss_bytes(pid) - rss[pid]) >> 20 for pid in pids}
+    peaked = {pid: (peak_rss_bytes(pid) - peak[pid]) >> 20 for pid in pids}
+    # a 7000x7000 frame decoded and converted is ~220 MB; the fixes keep far below it
+    named = {pid: " ".join(p.argv[:3])[-60:] for p in processes() for pid in pids if p.pid == pid}
+    assert max(peaked.values()) < 150 and max(grown.values()) < 150, (grown, peaked, named)
     with capsys.disabled():
-        print(f"\n{len(cases)} hostile inputs refused with the right status and code")
+        print(
+            f"\n{len(cases)} hostile inputs refused with the right status and code, no socket "
+            f"opened; memory grew by {grown} MiB (peak {peaked} MiB) per process"
+        )
+
+
+def test_a_frame_past_the_pixel_limit_ends_the_stream_before_it_is_converted(http):
+    """The first frames are fine, so the stream starts; the 7000x7000 frame behind the 64x64
+    header ends it with a last error line, as every limit reached mid-stream does."""
+    r = http.post(VIDEO, content=mjpeg_avi([(64, 64), (7000, 7000), (64, 64)]))
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    assert lines[0]["frame_index"] == 0 and lines[0]["image"]["width"] == 64
+    assert set(lines[-1]) == {"error"}, lines[-1]
+    assert lines[-1]["error"]["code"] == "payload_too_large"
+    assert f"limit of {LIMIT_PIXELS} pixels" in lines[-1]["error"]["message"]
+    assert len(lines) == 2  # the frame after it is never decoded
 
 
 def test_unusual_but_valid_images_get_correct_answers(http, photo):

@@ -96,14 +96,14 @@ def test_refusals_are_clear_json_errors(client, coco_images):
     assert "nope" in error(unknown, 404, "unknown_model")
 
 
-def test_undeclared_length_is_cut_at_the_frame_limit_with_a_final_error_line(client):
-    data = write_video(gray(301), "webm", "libvpx", rate=30)  # WebM declares no frame count
-    r = client.post(URL, content=data, params={"det_interval": 100})
-    assert r.status_code == 200
-    results = lines(r)
-    assert [x["frame_index"] for x in results[:-1]] == list(range(300))
-    message = "the stream exceeds the limit of 300 frames"
-    assert results[-1] == {"error": {"code": "payload_too_large", "message": message}}
+def test_undeclared_length_is_counted_and_refused_before_the_stream_starts(client):
+    """WebM declares no frame count: the gateway counts the packets (no decoding) and refuses
+    before any work, rather than streaming 300 frames and cutting the rest."""
+    data = write_video(gray(301), "webm", "libvpx", rate=30)
+    message = error(
+        client.post(URL, content=data, params={"det_interval": 100}), 413, "payload_too_large"
+    )
+    assert message == "the video has 301 frames; the limit is 300"
 
 
 def test_corrupt_frames_inside_a_video_get_error_lines_and_the_stream_goes_on(client):

@@ -4,6 +4,7 @@ Python-backend stubs, orphans, and where ports listen."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +61,9 @@ def listening(port: int) -> set[str]:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
-            address, port_hex = local.split(":")
-            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
-                continue
-            raw = bytes.fromhex(address)
-            # the kernel prints each 32-bit word in host (little-endian) order
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            found.add(str(ipaddress.ip_address(words)))
+            address, at = _endpoint(local).rsplit(":", 1)
+            if state == "0A" and int(at) == port:  # 0A: LISTEN
+                found.add(address)
     return found
 
 
@@ -81,3 +78,53 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"no VmRSS for {pid}")
+
+
+@dataclass(frozen=True)
+class Socket:
+    kind: str  # tcp, tcp6, udp or udp6
+    local: str  # address:port
+    remote: str
+    state: str  # the kernel's state in hex (TCP 0A: LISTEN; UDP 07: unconnected)
+
+
+def _endpoint(field: str) -> str:
+    """``address:port`` from /proc/net's hex (each 32-bit word in host, little-endian, order)."""
+    address, port_hex = field.split(":")
+    raw = bytes.fromhex(address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return f"{ipaddress.ip_address(words)}:{int(port_hex, 16)}"
+
+
+def sockets(pid: int) -> set[Socket]:
+    """The TCP and UDP sockets process ``pid`` holds (its open fds matched by inode with its
+    network namespace's /proc/net tables); empty once the process is gone."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        tables = {
+            k: Path(f"/proc/{pid}/net/{k}").read_text() for k in ("tcp", "tcp6", "udp", "udp6")
+        }
+    except OSError:
+        return set()
+    found = set()
+    for kind, table in tables.items():
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                found.add(Socket(kind, _endpoint(fields[1]), _endpoint(fields[2]), fields[3]))
+    return found
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory (VmHWM) since it started."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmHWM for {pid}")
