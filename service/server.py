@@ -18,9 +18,12 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from service.app.access import AccessControl
 from service.app.context import Services
 from service.grpc.server import GrpcServer
 from service.http.app import create_app
+from service.http.connection import uvicorn_limits
+from service.logs import RedactSecrets, uvicorn_log_config
 from service.metrics.families import MODEL_RELOADS, TRITON_EXIT_CODE, TRITON_RESTARTS
 from service.prepare import Fallbacks, prepare_repository
 from service.settings import Settings
@@ -72,17 +75,30 @@ def embedded_triton(settings: Settings) -> EmbeddedTriton:
     )
 
 
-def _warn_if_open(settings: Settings, services: Services) -> None:
+def is_loopback(host: str) -> bool:
     try:
-        loopback = ipaddress.ip_address(settings.host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = settings.host == "localhost"
-    if not loopback and not services.access.enabled:
+        return host == "localhost"
+
+
+def exposure_problem(settings: Settings, access: AccessControl) -> str | None:
+    """Why serving as configured is refused (an address others reach, no keys, no explicit
+    ``insecure``), else None; with ``insecure`` it says so loudly and goes on."""
+    if is_loopback(settings.host) or access.enabled:
+        return None
+    if settings.insecure:
         log.warning(
-            "serving on %s without API keys: anyone who reaches this address can use the "
-            "service (set RTMSERVE_API_KEYS or RTMSERVE_API_KEYS_FILE)",
+            "INSECURE: serving on %s without API keys (--insecure / RTMSERVE_INSECURE): anyone "
+            "who reaches this address can use the service and its capacity",
             settings.host,
         )
+        return None
+    return (
+        f"refusing to serve on {settings.host} without API keys: set RTMSERVE_API_KEYS or "
+        "RTMSERVE_API_KEYS_FILE (name:key, keys of 16+ characters), serve on 127.0.0.1, or "
+        "pass --insecure (RTMSERVE_INSECURE=1) to serve it open on purpose"
+    )
 
 
 def cap_malloc_arenas(arenas: int = 2) -> None:
@@ -97,6 +113,16 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
 def serve(settings: Settings, prepare: bool = True, fallbacks: Fallbacks | None = None) -> int:
     """``fallbacks``: what ``prepare`` may use when official weights cannot be had."""
     cap_malloc_arenas()
+    try:  # checked before anything starts: a bad key configuration never serves
+        access = AccessControl.from_settings(settings)
+    except (OSError, ValueError) as exc:
+        log.error("API keys: %s", exc)
+        return 2
+    RedactSecrets.add_secrets(key for _, key in access.keys)  # wherever a log line shows one
+    problem = exposure_problem(settings, access)
+    if problem:
+        log.error("%s", problem)
+        return 2
     if prepare:
         report = prepare_repository(settings, fallbacks)
         for line in report.installed:
@@ -110,7 +136,9 @@ def serve(settings: Settings, prepare: bool = True, fallbacks: Fallbacks | None 
             log.info("waiting for tritonserver and its models (log: %s)", triton.log_file)
             triton.wait_ready()
             log.info("tritonserver ready on grpc %s", triton.url)
-        loop_factory = uvicorn.Config(app=None).get_loop_factory()  # uvicorn's choice (uvloop)
+        loop_factory = uvicorn.Config(  # uvicorn's choice (uvloop)
+            app=None, log_config=uvicorn_log_config()
+        ).get_loop_factory()
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_serve_http_and_grpc(settings, triton))  # returns on SIGINT/SIGTERM
     finally:
@@ -134,7 +162,6 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
     )
     services.keeper = keeper
     services.index.loaded = lambda: keeper.loaded
-    _warn_if_open(settings, services)
     keeping = asyncio.create_task(keeper.run(), name="model-keeper")
     assert services.trials is not None
     trials = asyncio.create_task(services.trials.run(), name="trials")
@@ -146,9 +173,12 @@ async def _serve_http_and_grpc(settings: Settings, triton: EmbeddedTriton | None
             host=settings.host,
             port=settings.http_port,
             log_level="info",
+            log_config=uvicorn_log_config(),  # redacts keys in every uvicorn line
             access_log=False,
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
             timeout_graceful_shutdown=grace,
-            timeout_keep_alive=int(settings.idle_timeout_s),
+            **uvicorn_limits(settings),  # headers timeout and size, keep-alive, connections
         )
         await grpc_server.start()
         log.info("gRPC API on %s", grpc_server.address)

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.core.names import MODEL_NAME
+from service.core.plans import DEFAULT_TRITON_RELEASE, tensorrt_for_release
 
 DEFAULT_DETECTOR = "rtmdet-nano"
 # Served by default whenever its official weights can be had (else: the bundled model).
@@ -30,6 +33,8 @@ class ServingOptions:
     # Triton's own admission, per batched model: beyond these it rejects (the gateway's 503)
     triton_queue_size: int
     triton_queue_timeout_us: int
+    # the NGC release of the GPU Triton (TRITON_VERSION): which TensorRT its plans need
+    triton_release: str = DEFAULT_TRITON_RELEASE
 
 
 def _default_home() -> Path:
@@ -45,7 +50,11 @@ class Settings(BaseSettings):
     )
     offline: bool = Field(default=False, description="never download; use the cache and mirror")
 
-    host: str = "0.0.0.0"
+    host: str = Field(
+        default="127.0.0.1",
+        description="bind address of HTTP and gRPC; any other than loopback needs API keys "
+        "or `insecure` (the container images set 0.0.0.0)",
+    )
     http_port: int = 8080
     grpc_port: int = 50051
 
@@ -72,9 +81,10 @@ class Settings(BaseSettings):
         default=None, description="runtime model repository (default: <home>/repository)"
     )
 
-    detector: str = DEFAULT_DETECTOR
+    detector: str = Field(default=DEFAULT_DETECTOR, pattern=MODEL_NAME)
     pose_model: str | None = Field(
         default=None,
+        pattern=MODEL_NAME,
         description="default pose model; unset: RTMPose-m when its weights can be had, else "
         "the pose model trained and shipped with rtmserve (what `prepare` chose)",
     )
@@ -110,12 +120,61 @@ class Settings(BaseSettings):
     max_streams: int = Field(default=16, ge=1, description="video streams open at once")
     max_streams_per_client: int = Field(default=4, ge=1, description="per API key")
 
+    # Slow clients and connection limits (service/http/upload.py, service/http/door.py): an
+    # upload is received before its image takes a slot, under these limits.
+    max_reading: int = Field(default=16, ge=1, description="request bodies received at once")
+    max_reading_per_client: int = Field(
+        default=8, ge=1, description="request bodies received at once from one client address"
+    )
+    min_upload_rate: int = Field(
+        default=1024,
+        ge=0,
+        description="bytes/s an upload must average after upload_grace_s "
+        "(slower: 408; 0: no minimum)",
+    )
+    upload_grace_s: float = Field(
+        default=5.0, ge=0, description="how long an upload may go below min_upload_rate"
+    )
+    headers_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest a client may take to send a request's headers"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="a request's line and headers, in bytes"
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="how long an idle HTTP connection is kept open"
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="HTTP connections and requests at once (uvicorn's "
+        "limit_concurrency): beyond, 503",
+    )
+    max_grpc_rpcs: int = Field(
+        default=100, ge=1, description="gRPC calls at once (beyond: RESOURCE_EXHAUSTED)"
+    )
+    refusal_delay_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="how long a 503 is held for an address that comes back "
+        "before its Retry-After (clients retrying in a loop; 0: answer at once)",
+    )
+
     # Access control (service/app/access.py): no keys, no checks.
     api_keys: str | None = Field(default=None, description="name:key,name:key", repr=False)
     api_keys_file: Path | None = Field(default=None, description="one name:key per line")
     rate_limit: float = Field(default=0.0, ge=0, description="requests/s per key (0: no limit)")
     rate_burst: int = Field(default=20, ge=1, description="requests a key may make at once")
     debug_endpoints: bool = Field(default=False, description="serve /debug/* (needs a key)")
+    insecure: bool = Field(
+        default=False,
+        description="serve on a non-loopback address without API keys (refused otherwise)",
+    )
+    # TLS for HTTP and gRPC: one certificate chain and its private key (PEM files), or neither
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: HTTPS + gRPC TLS"
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
 
     # Video (gRPC Stream, POST /v1/pose/video): per-stream limits and the detection interval.
     video_det_interval: int = Field(
@@ -160,6 +219,26 @@ class Settings(BaseSettings):
     triton_queue_timeout_us: int = Field(
         default=10_000_000, ge=1, description="longest a request waits in a model's queue"
     )
+    triton_release: str = Field(
+        default=DEFAULT_TRITON_RELEASE,
+        description="NGC release of the GPU Triton image (TRITON_VERSION in .env): TensorRT "
+        "plans built for another TensorRT are not served",
+    )
+
+    @field_validator("triton_release")
+    @classmethod
+    def _known_release(cls, value: str) -> str:
+        tensorrt_for_release(value)  # a clear error at start, not a plan that cannot load
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both RTMSERVE_TLS_CERT and RTMSERVE_TLS_KEY, or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
 
     @property
     def repository_dir(self) -> Path:
@@ -186,4 +265,5 @@ class Settings(BaseSettings):
             cpu_local_models=self.cpu_local_models,
             triton_queue_size=self.triton_queue_size,
             triton_queue_timeout_us=self.triton_queue_timeout_us,
+            triton_release=self.triton_release,
         )

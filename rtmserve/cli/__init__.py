@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from service.core.names import InvalidModelName
+from service.logs import configure as configure_logging
 from service.models import ModelUnavailable
 from service.settings import Settings
 
@@ -31,6 +33,7 @@ SETTING_FLAGS = (
     "detector",
     "pose_model",
     "offline",
+    "insecure",
 )
 
 
@@ -74,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start Triton (embedded, CPU) and the HTTP gateway")
     _add_setting_flags(serve)
-    serve.add_argument("--host", help="bind address (RTMSERVE_HOST, default 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        help="bind address (RTMSERVE_HOST, default 127.0.0.1; others need API keys or --insecure)",
+    )
     serve.add_argument("--port", dest="http_port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051)")
     serve.add_argument(
@@ -82,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--no-prepare", action="store_true", help="serve the repository as it is (no pulls)"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve on a non-loopback --host without API keys (RTMSERVE_INSECURE)",
     )
     serve.set_defaults(func=_serve)
 
@@ -101,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--port", type=int, default=8080, help="the balancer's HTTP port")
     fleet.add_argument("--grpc-port", type=int, default=50051, help="the balancer's gRPC port")
     fleet.add_argument("--work", type=Path, help="the replicas' homes (default: a temp folder)")
+    fleet.add_argument(
+        "--metrics-port", type=int, help="the supervisor's Prometheus /metrics (default 9180)"
+    )
     fleet.set_defaults(func=_fleet)
     return parser
 
@@ -108,18 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _fleet(args: argparse.Namespace) -> int:
     from rtmserve.fleet import run_fleet
 
-    return run_fleet(args.replicas, args.port, args.grpc_port, args.work)
+    return run_fleet(args.replicas, args.port, args.grpc_port, args.work, args.metrics_port)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()  # every line filtered: no API key reaches a log
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ModelUnavailable as exc:
+    except (ModelUnavailable, InvalidModelName) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,6 +5,11 @@ a slot, each at most ``queue_timeout_s``; anything beyond is refused at once wit
 Retry-After (``Overloaded``), so an accepted request's latency stays bounded however many
 clients push and memory holds at most that many images. Video: at most ``max_streams`` open
 streams, ``max_streams_per_client`` of them per client (429 beyond).
+
+Uploads are received before a slot is taken (a slow client holds no slot), at most
+``max_reading`` at once and ``max_reading_per_client`` from one address (``Reading``; 503
+beyond). ``refusal`` tells, from the state alone, whether a new request would be refused: the
+HTTP door (``service.http.door``) answers it before the request's body is read.
 """
 
 from __future__ import annotations
@@ -21,23 +26,74 @@ from .errors import Overloaded, RateLimited
 RETRY_AFTER_S = 1
 
 
+class Reading:
+    """Request bodies being received: at most ``limit`` at once, ``per_client`` per address."""
+
+    def __init__(self, limit: int, per_client: int) -> None:
+        self.limit, self.per_client = limit, per_client
+        self.open = Counter[str]()
+        self.total = 0
+
+    def refusal(self, client: str) -> Overloaded | None:
+        if self.total >= self.limit:
+            return Overloaded(
+                f"the server is receiving {self.total} uploads, its limit; retry later",
+                retry_after=RETRY_AFTER_S,
+            )
+        if self.open[client] >= self.per_client:
+            return Overloaded(
+                f"this address is sending {self.per_client} uploads at once, its limit; "
+                "retry later",
+                retry_after=RETRY_AFTER_S,
+            )
+        return None
+
+    @contextmanager
+    def receiving(self, client: str) -> Iterator[None]:
+        if (refused := self.refusal(client)) is not None:
+            raise refused
+        self.open[client] += 1
+        self.total += 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            self.open[client] -= 1
+            if not self.open[client]:
+                del self.open[client]
+
+
 class Admission:
-    def __init__(self, max_in_flight: int, max_queued: int, queue_timeout_s: float) -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        max_queued: int,
+        queue_timeout_s: float,
+        reading: Reading | None = None,
+    ) -> None:
         self.max_in_flight, self.max_queued = max_in_flight, max_queued
         self.timeout_s = queue_timeout_s
         self.in_flight = 0
         self.waiting = 0
         self._freed = asyncio.Condition()
+        self.reading = reading or Reading(16, 8)
+
+    def refusal(self) -> Overloaded | None:
+        """What ``slot`` would raise at once now (every slot busy, the queue full), else None."""
+        busy = self.in_flight >= self.max_in_flight or self.waiting
+        if busy and self.waiting >= self.max_queued:
+            return Overloaded(
+                f"the server is at capacity ({self.in_flight} images in progress, "
+                f"{self.waiting} waiting); retry later",
+                retry_after=RETRY_AFTER_S,
+            )
+        return None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self.in_flight >= self.max_in_flight or self.waiting:
-            if self.waiting >= self.max_queued:
-                raise Overloaded(
-                    f"the server is at capacity ({self.in_flight} images in progress, "
-                    f"{self.waiting} waiting); retry later",
-                    retry_after=RETRY_AFTER_S,
-                )
+            if (refused := self.refusal()) is not None:
+                raise refused
             await self._wait()
         self.in_flight += 1
         try:
@@ -68,13 +124,19 @@ class StreamSlots:
         self.max_streams, self.max_per_client = max_streams, max_per_client
         self.open = Counter[str]()
 
-    @contextmanager
-    def reserve(self, client: str) -> Iterator[None]:
+    def refusal(self) -> Overloaded | None:
+        """What ``reserve`` would raise for any client now (every stream taken), else None."""
         if sum(self.open.values()) >= self.max_streams:
-            raise Overloaded(
+            return Overloaded(
                 f"the server has {self.max_streams} streams open, its limit; retry later",
                 retry_after=RETRY_AFTER_S,
             )
+        return None
+
+    @contextmanager
+    def reserve(self, client: str) -> Iterator[None]:
+        if (refused := self.refusal()) is not None:
+            raise refused
         if self.open[client] >= self.max_per_client:
             raise RateLimited(
                 f"client {client!r} has {self.max_per_client} streams open, its limit",
@@ -89,6 +151,11 @@ class StreamSlots:
 
 def from_settings(settings: Settings) -> tuple[Admission, StreamSlots]:
     return (
-        Admission(settings.max_in_flight, settings.max_queued, settings.queue_timeout_s),
+        Admission(
+            settings.max_in_flight,
+            settings.max_queued,
+            settings.queue_timeout_s,
+            Reading(settings.max_reading, settings.max_reading_per_client),
+        ),
         StreamSlots(settings.max_streams, settings.max_streams_per_client),
     )

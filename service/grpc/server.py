@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from service.app.context import Services
 from service.metrics.interceptor import MetricsInterceptor
 
+from .auth import AccessInterceptor
 from .gen import pose_pb2_grpc as pb_grpc
 from .health import ReadinessHealth
 from .servicer import SERVICE_NAME, PoseServicer
@@ -28,7 +29,12 @@ class GrpcServer:
         settings = services.settings
         limit = settings.max_upload_bytes + ENVELOPE_BYTES
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(ERROR_CODE_KEY)],
+            # the key is checked before a message is read; refusals are counted too
+            interceptors=[
+                MetricsInterceptor(ERROR_CODE_KEY),
+                AccessInterceptor(services, SERVICE_NAME),
+            ],
+            maximum_concurrent_rpcs=settings.max_grpc_rpcs,  # beyond: RESOURCE_EXHAUSTED
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -42,7 +48,11 @@ class GrpcServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         address = f"{settings.host}:{settings.grpc_port if port is None else port}"
-        self.port = self.server.add_insecure_port(address)
+        if settings.tls_cert and settings.tls_key:  # the same certificate as HTTPS
+            pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+            self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen for gRPC on {address}")
         self.address = f"{settings.host}:{self.port}"

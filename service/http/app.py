@@ -14,6 +14,7 @@ from service.settings import Settings
 from service.triton.client import PipelineClient
 
 from . import debug, health, models, pose, video, web, ws
+from .door import Door
 from .errors import add_error_handlers
 
 
@@ -47,5 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     if settings.debug_endpoints:  # off by default; then like the API, behind the keys
         app.include_router(debug.router)
     add_error_handlers(app)
+    # inside the metrics: refusals at the door are counted too
+    app.add_middleware(Door, refusal_delay_s=settings.refusal_delay_s)
     app.add_middleware(MetricsMiddleware, not_in_flight=(health.METRICS_PATH,))
     return app

@@ -20,6 +20,9 @@ STREAM_ERROR_RESPONSES = {
     code: {"description": "error", "content": JSON_ERROR} for code in ERROR_CODES if code != 502
 }
 BINARY = {"type": "string", "format": "binary"}
+# the body may be unread (too slow, too large, refused before it was received): the connection
+# ends with the answer, so the rest is never drained and a trickling client holds nothing
+CLOSE_AFTER = frozenset({408, 413, 503})
 
 
 def binary_body(kind: str, subtypes: tuple[str, ...]) -> dict:
@@ -44,6 +47,8 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if exc.status in CLOSE_AFTER:
+        headers["Connection"] = "close"
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 

@@ -37,20 +37,22 @@ async def pose(
     services: ServicesDep,
     client: ClientDep,
 ) -> PoseResponse:
-    return await estimate_pose(services, options, _loader(request, services.settings))
+    return await estimate_pose(services, options, *_loader(request, services.settings))
 
 
 def _loader(request: Request, settings, keep: list[bytes] | None = None):
-    """Reads the upload once admitted; checks it (the pipeline decodes it); ``keep`` gets the
-    bytes when the gateway needs them too."""
+    """``load`` and ``receive`` for ``estimate_pose``: receives the upload before a slot is
+    taken, checks it once admitted (the pipeline decodes it); ``keep`` gets the bytes when the
+    gateway needs them too."""
+    body = keep if keep is not None else []
+
+    async def receive() -> None:
+        body.append(await read_upload(request, settings, settings.max_upload_bytes, InvalidImage))
 
     async def load() -> ImageIn:
-        data = await read_upload(request, settings, settings.max_upload_bytes, InvalidImage)
-        if keep is not None:
-            keep.append(data)
-        return inspect(data, settings.max_image_pixels)
+        return inspect(body[0], settings.max_image_pixels)
 
-    return load
+    return load, receive
 
 
 class PoseRenderOptions(PoseOptions, RenderQuery):
@@ -110,17 +112,21 @@ async def pose_render(
     client: ClientDep,
 ) -> Response:
     upload: list[bytes] = []
+    drawn: list[bytes] = []
     pose_options = PoseOptions(**options.model_dump(include=set(PoseOptions.model_fields)))
-    result = await estimate_pose(
-        services, pose_options, _loader(request, services.settings, upload)
-    )
     accept = request.headers.get("accept", "")
     kind = media_type(accept)
 
-    def paint() -> bytes:  # the pipeline has decoded it once already; the gateway draws here
-        return encode(draw(decode(upload[0]), result.persons, options), kind)
+    async def paint(result: PoseResponse) -> None:  # in the request's slot: drawing is work
+        def drawing() -> bytes:  # the pipeline has decoded it once already; the gateway draws
+            return encode(draw(decode(upload[0]), result.persons, options), kind)
 
-    image = await run_in_threadpool(paint)
+        drawn.append(await run_in_threadpool(drawing))
+
+    result = await estimate_pose(
+        services, pose_options, *_loader(request, services.settings, upload), then=paint
+    )
+    image = drawn[0]
     data = result.model_dump_json().encode()
     headers = {PERSONS_HEADER: str(len(result.persons))}
     if FORM in accept.lower():
