@@ -91,8 +91,13 @@ def build_environment(image: str, where: Path, wheelhouse: Path) -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(where / "venv")
     python = where / "venv" / "bin" / "python"
     offline = ["--no-index", "--find-links", str(wheelhouse), "--quiet"]
-    env = {**os.environ, "PIP_CONSTRAINT": "", "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
-           "PIP_CONFIG_FILE": os.devnull}  # only the image's own lines, nothing of this machine's
+    env = {
+        **os.environ,
+        "PIP_CONSTRAINT": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_CONFIG_FILE": os.devnull,
+    }  # only the image's own lines, nothing of this machine's
     for step in pip_steps(IMAGES[image]):
         pip(python, "install", *offline, *step.local(context), env=env)
     return python
