@@ -270,19 +270,7 @@ def test_checkpoint_is_converted_with_the_training_package(tmp_path: Path) -> No
     name = f"rtmpose-tiny_simcc-test_420e-256x192-{tag}_20990101.pth"
     (tmp_path / "mirror").mkdir()
     ckpt.rename(tmp_path / "mirror" / name)
-    entry = ModelEntry(
-        name="pth-t",
-        task="pose",
-        spec=PoseSpec(),
-        source=Source(
-            url=f"https://download.example.invalid/{name}",
-            format="pth",
-            checksums=Checksums(sha256_prefix=tag),
-        ),
-        dataset="test",
-        summary="",
-        variant="t",
-    )
+    entry = _pth_entry(name, tag)
     convert = training_fallbacks().convert
     m = pull(entry, tmp_path / "models", mirror=tmp_path / "mirror", allow_download=False,
              convert=convert)  # fmt: skip
