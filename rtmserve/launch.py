@@ -117,6 +117,25 @@ def start_service(
 ) -> ServiceProcess:
     """``ready_path`` is polled until it answers 200 (``/healthz`` when Triton is not up yet);
     ``ports`` (http, grpc, t_http, t_grpc, t_metrics) restart a service where it was."""
+    svc = spawn_service(home, mirror, extra_env, args, ports)
+    try:
+        wait_http_ready(svc.proc, f"{svc.http}{ready_path}", timeout, "rtmserve", svc.log_tail)
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
+
+
+def spawn_service(
+    home: Path,
+    mirror: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    ports: dict[str, int] | None = None,
+    append_log: bool = False,
+) -> ServiceProcess:
+    """``rtmserve serve`` started, not waited for (a supervisor polls it, and can stop it
+    meanwhile); ``append_log``: keep what ``home/serve.log`` says of earlier runs."""
     ports = ports or {k: free_port() for k in ("http", "grpc", "t_http", "t_grpc", "t_metrics")}
     env = {
         **os.environ,
@@ -133,9 +152,10 @@ def start_service(
     }
     home.mkdir(parents=True, exist_ok=True)
     log = home / "serve.log"
-    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+    # the child keeps its own copy of the descriptor
+    with open(log, "ab" if append_log else "wb") as out:
         proc = subprocess.Popen([RTMSERVE, "serve", *args], env=env, stdout=out, stderr=out)
-    svc = ServiceProcess(
+    return ServiceProcess(
         proc,
         home,
         f"http://127.0.0.1:{ports['http']}",
@@ -145,10 +165,3 @@ def start_service(
         f"http://127.0.0.1:{ports['t_metrics']}",
         log,
     )
-
-    try:
-        wait_http_ready(proc, f"{svc.http}{ready_path}", timeout, "rtmserve", svc.log_tail)
-    except BaseException:
-        svc.stop()
-        raise
-    return svc

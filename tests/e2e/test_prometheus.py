@@ -56,7 +56,7 @@ def test_promtool_accepts_the_configuration_and_the_alerts_fire_as_specified():
 def test_the_rewritten_configuration_changes_only_targets_and_intervals():
     text = (DEPLOY / "prometheus.yml").read_text()
     source = yaml.safe_load(text)
-    targets = {"rtmserve": ["127.0.0.1:1"], "triton": ["127.0.0.1:2"]}
+    targets = {"rtmserve": ["127.0.0.1:1"], "triton": ["127.0.0.1:2"], "rtmserve-fleet": []}
     rewritten = yaml.safe_load(rewrite_config(text, targets, "1s"))
     original = {j["job_name"]: j["static_configs"] for j in source["scrape_configs"]}
     for job in rewritten["scrape_configs"]:
@@ -74,6 +74,7 @@ def test_the_rewritten_configuration_changes_only_targets_and_intervals():
 def prometheus(service: ServiceProcess, tmp_path_factory) -> PrometheusServer:
     host = lambda url: url.split("://", 1)[1]  # noqa: E731
     targets = {"rtmserve": [host(service.http)], "triton": [host(service.triton_metrics)]}
+    targets["rtmserve-fleet"] = []  # no fleet here: tests/e2e/test_fleet_lb.py scrapes one
     server = start_prometheus(tmp_path_factory.mktemp("prometheus"), targets, "1s")
     yield server
     server.stop()
