@@ -154,7 +154,10 @@ class Settings(BaseSettings):
         default=100, ge=1, description="gRPC calls at once (beyond: RESOURCE_EXHAUSTED)"
     )
     refusal_delay_s: float = Field(
-        default=1.0,
+        # 0.25 s: a 4x retry storm keeps 89 % of capacity (81 % with 0), while one busy
+        # address (a proxy, an open-loop client) keeps its accepted p99 (1.7x at 2x capacity;
+        # 6.3x with 1 s, whose held connections fill the client's pool): bench/retry_storm.py
+        default=0.25,
         ge=0,
         description="how long a 503 is held for an address that comes back "
         "before its Retry-After (clients retrying in a loop; 0: answer at once)",
