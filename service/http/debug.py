@@ -26,6 +26,7 @@ class Runtime(BaseModel):
     threads: int
     in_flight: int
     waiting: int
+    receiving: int  # request bodies being read (before their image takes a slot)
 
 
 @router.get("/debug/runtime", response_model=Runtime, summary="Live streams, tasks and threads")
@@ -36,4 +37,5 @@ async def runtime(services: ServicesDep, client: ClientDep) -> Runtime:
         threads=threading.active_count(),
         in_flight=services.admission.in_flight,
         waiting=services.admission.waiting,
+        receiving=services.admission.reading.total,
     )

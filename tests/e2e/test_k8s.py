@@ -23,7 +23,7 @@ from service.server import exposure_problem
 from service.settings import Settings
 from tests.support.deploy import dotenv, local_command
 from tests.support.paths import REPO
-from tests.support.prometheus import start_prometheus
+from tests.support.prometheus import service_targets, start_prometheus
 
 BIN = Path(sys.executable).parent
 OVERLAYS = REPO / "deploy" / "k8s" / "overlays"
@@ -143,8 +143,7 @@ def test_the_keeper_reaches_triton_pods_that_are_not_ready_and_one_release_is_na
 
 @pytest.fixture(scope="module")
 def prometheus(service, tmp_path_factory):
-    host = lambda url: url.split("://", 1)[1]  # noqa: E731
-    targets = {"rtmserve": [host(service.http)], "triton": [host(service.triton_metrics)]}
+    targets = service_targets(service)
     server = start_prometheus(tmp_path_factory.mktemp("prometheus-k8s"), targets, "1s")
     yield server
     server.stop()

@@ -34,6 +34,7 @@ from tests.support.prometheus import (
     grafana_expand,
     histogram_quantile,
     rewrite_config,
+    service_targets,
     start_prometheus,
 )
 
@@ -72,9 +73,7 @@ def test_the_rewritten_configuration_changes_only_targets_and_intervals():
 
 @pytest.fixture(scope="module")
 def prometheus(service: ServiceProcess, tmp_path_factory) -> PrometheusServer:
-    host = lambda url: url.split("://", 1)[1]  # noqa: E731
-    targets = {"rtmserve": [host(service.http)], "triton": [host(service.triton_metrics)]}
-    targets["rtmserve-fleet"] = []  # no fleet here: tests/e2e/test_fleet_lb.py scrapes one
+    targets = service_targets(service)
     server = start_prometheus(tmp_path_factory.mktemp("prometheus"), targets, "1s")
     yield server
     server.stop()

@@ -28,6 +28,8 @@ def serving(tmp_path, grace_s: float):
         "RTMSERVE_SHUTDOWN_GRACE_S": str(grace_s),
         "RTMSERVE_MAX_IN_FLIGHT": str(UPLOADS),
         "RTMSERVE_DEBUG_ENDPOINTS": "1",
+        # the uploads pause until the SIGTERM: not slow clients to cut off (test_slow_clients)
+        "RTMSERVE_UPLOAD_GRACE_S": "120",
     }
     return start_service(tmp_path, MODELS_MIRROR, env)
 
@@ -59,7 +61,8 @@ def test_sigterm_lets_a_stream_and_eight_requests_finish_then_exits_0(tmp_path, 
     with ThreadPoolExecutor(UPLOADS + 1) as pool:
         streaming = pool.submit(run_stream)
         uploads = [pool.submit(slow_upload, svc.http, photo, sent_sigterm) for _ in range(UPLOADS)]
-        wait_until(lambda: runtime(svc)["in_flight"] == UPLOADS, 60, "8 requests in progress")
+        # in progress: their bodies being received (an image takes its slot once it is in)
+        wait_until(lambda: runtime(svc)["receiving"] == UPLOADS, 60, "8 uploads in progress")
         wait_until(lambda: len(received) >= 10, 120, "the stream to be under way")
         svc.proc.send_signal(signal.SIGTERM)
         t_term = time.monotonic()

@@ -30,7 +30,12 @@ from tests.support.cli import models_cli
 from tests.support.load import Outcome, closed_loop
 from tests.support.paths import MODELS_MIRROR, REPO
 from tests.support.procs import stubs
-from tests.support.prometheus import dashboard_queries, grafana_expand, start_prometheus
+from tests.support.prometheus import (
+    dashboard_queries,
+    grafana_expand,
+    service_targets,
+    start_prometheus,
+)
 from tests.support.streaming import clip_images, write_video
 from training.export import export_onnx
 from training.models.rtmpose import seeded_rtmpose
@@ -218,9 +223,7 @@ def test_canary_answers_its_share_and_whole_streams(svc, bodies):
 def test_the_trial_panels_show_the_candidate_against_the_live_version(svc, bodies, tmp_path):
     """The dashboard's trial row, queried from a real Prometheus scraping the service while
     the canary above runs: both versions' answers, agreement, pose-time p95s, copies."""
-    host = lambda url: url.split("://", 1)[1]  # noqa: E731
-    targets = {"rtmserve": [host(svc.http)], "triton": [host(svc.triton_metrics)]}
-    prometheus = start_prometheus(tmp_path / "prometheus", targets, "1s")
+    prometheus = start_prometheus(tmp_path / "prometheus", service_targets(svc), "1s")
     try:
         queries = [grafana_expand(q) for q in dashboard_queries(trial=True)]
         assert len(queries) >= 6

@@ -28,6 +28,14 @@ DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "rtmserve.json"
 GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 
 
+def service_targets(svc) -> dict[str, list[str]]:
+    """Every job of deploy/prometheus/prometheus.yml pointed at one running service (its
+    gateway and its Triton); no fleet supervisor (tests/e2e/test_fleet_lb.py scrapes one)."""
+    host = lambda url: url.split("://", 1)[1]  # noqa: E731
+    return {"rtmserve": [host(svc.http)], "triton": [host(svc.triton_metrics)],
+            "rtmserve-fleet": []}  # fmt: skip
+
+
 def rewrite_config(text: str, targets: dict[str, list[str]], interval: str) -> str:
     """The configuration ``text`` scraping ``targets`` ({job: [host:port]}) every ``interval``
     (also the rule evaluation interval). Every job must be given: a job added to the file
